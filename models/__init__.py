@@ -1,0 +1,1 @@
+"""Downscaling models: training data, the four learners, freezing, fast inference, uncertainty, metrics."""

@@ -1,0 +1,276 @@
+"""The ``smapds`` command line: the service's operations by hand.
+
+Exit codes: 0 success, 1 an operation failed (the message says what), 2 bad usage or settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from etl.errors import ConfigError, SmapdsError
+from service import __version__, ledger
+from service.db import Database, default_sql_dir
+from service.logs import configure_logging
+from service.settings import Settings, load_settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="smapds",
+        description="Operational 1 km soil-moisture downscaling of SMAP over China. Settings come "
+        "from SMAPDS_* environment variables and an optional TOML file (see `smapds config show`).",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML settings file (environment variables override it)",
+    )
+    p.add_argument("--version", action="version", version=f"smapds {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    cfg = sub.add_parser("config", help="inspect the effective settings")
+    cfg_sub = cfg.add_subparsers(dest="action", required=True, metavar="ACTION")
+    show = cfg_sub.add_parser("show", help="print the effective settings, secrets redacted")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.set_defaults(handler=cmd_config_show)
+
+    db = sub.add_parser(
+        "db",
+        help="the database: the embedded PostGIS cluster or SMAPDS_DATABASE_URL",
+        description="Without SMAPDS_DATABASE_URL these manage a private PostgreSQL + PostGIS "
+        "cluster under SMAPDS_DATA_DIR/pg; with it they act on that server.",
+    )
+    db_sub = db.add_subparsers(dest="action", required=True, metavar="ACTION")
+    db_sub.add_parser(
+        "up",
+        help="initialise (first time) and start the embedded cluster, create "
+        "the database, apply missing migrations; safe to repeat",
+    ).set_defaults(handler=cmd_db_up)
+    db_sub.add_parser("down", help="stop the embedded cluster").set_defaults(handler=cmd_db_down)
+    db_sub.add_parser("status", help="server and PostGIS versions, schema version").set_defaults(
+        handler=cmd_db_status
+    )
+    db_sub.add_parser("migrate", help="apply missing schema migrations").set_defaults(
+        handler=cmd_db_migrate
+    )
+    for name, helptext, handler in (
+        ("url", "print the connection URL (password hidden)", cmd_db_url),
+        ("psql", "open psql on the database (default role: reader)", cmd_db_psql),
+    ):
+        sp = db_sub.add_parser(name, help=helptext)
+        sp.add_argument(
+            "--role",
+            choices=("reader", "writer", "admin"),
+            default="reader" if name == "psql" else "writer",
+            help="which database role to connect as (embedded cluster)",
+        )
+        if name == "psql":
+            sp.add_argument(
+                "psql_args",
+                nargs="*",
+                metavar="-- PSQL_ARG",
+                help="arguments passed on to psql after --, e.g. -- -c 'SELECT 1'",
+            )
+        sp.set_defaults(handler=handler)
+
+    st = sub.add_parser("status", help="database, schema, run ledger and inventory at a glance")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.set_defaults(handler=cmd_status)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as err:
+        print(f"smapds: {err}", file=sys.stderr)
+        return 2
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    handler: Handler = args.handler
+    try:
+        return handler(args, settings)
+    except ConfigError as err:
+        print(f"smapds: {err}", file=sys.stderr)
+        return 2
+    except SmapdsError as err:
+        print(f"smapds: error: {err}", file=sys.stderr)
+        return 1
+
+
+def _database(settings: Settings) -> Database:
+    return Database.from_settings(settings, sql_dir=default_sql_dir())
+
+
+def _print_table(rows: Sequence[Sequence[Any]]) -> None:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+
+
+def cmd_config_show(args: argparse.Namespace, settings: Settings) -> int:
+    values = settings.redacted()
+    if args.json:
+        print(json.dumps(values, indent=2, default=str))
+    else:
+        _print_table([(f"SMAPDS_{k.upper()}", "" if v is None else v) for k, v in values.items()])
+    return 0
+
+
+def cmd_db_up(args: argparse.Namespace, settings: Settings) -> int:
+    db = _database(settings)
+    applied = db.up()
+    for mig in applied:
+        print(f"applied migration {mig.version:03d}_{mig.name}")
+    print(f"database up: {db.where}")
+    return 0
+
+
+def cmd_db_down(args: argparse.Namespace, settings: Settings) -> int:
+    db = _database(settings)
+    if db.cluster is None:
+        print("external database (SMAPDS_DATABASE_URL): nothing to stop")
+    elif db.down():
+        print("embedded cluster stopped")
+    else:
+        print("embedded cluster was not running")
+    return 0
+
+
+def cmd_db_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    db = _database(settings)
+    if db.cluster is not None and not db.cluster.is_running():
+        print(
+            "smapds: error: the embedded cluster is not running; run `smapds db up`",
+            file=sys.stderr,
+        )
+        return 1
+    applied = db.up()
+    print(f"applied {len(applied)} migration(s)")
+    return 0
+
+
+def cmd_db_status(args: argparse.Namespace, settings: Settings) -> int:
+    st = _database(settings).status()
+    rows: list[tuple[str, Any]] = [
+        ("database", st.where),
+        ("running", "yes" if st.running else "no"),
+    ]
+    if st.running:
+        rows += [
+            ("PostgreSQL", st.server_version),
+            ("PostGIS", st.postgis_version or "missing"),
+            (
+                "schema version",
+                f"{st.schema_version:03d} (software expects {st.schema_expected:03d})",
+            ),
+        ]
+        if st.schema_problem:
+            rows.append(("schema problem", st.schema_problem))
+    _print_table(rows)
+    return 0 if st.running and not st.schema_problem else 1
+
+
+def cmd_db_url(args: argparse.Namespace, settings: Settings) -> int:
+    db = _database(settings)
+    url = db.url(args.role)
+    print(url if db.cluster is not None else settings.redacted()["database_url"])
+    return 0
+
+
+def cmd_db_psql(args: argparse.Namespace, settings: Settings) -> int:
+    db = _database(settings)
+    psql = (db.cluster.bindir / "psql") if db.cluster is not None else None
+    exe = str(psql) if psql is not None and psql.is_file() else shutil.which("psql")
+    if exe is None:
+        print("smapds: error: psql not found (install postgresql-client-15)", file=sys.stderr)
+        return 1
+    sys.stdout.flush()
+    os.execv(exe, [exe, db.url(args.role), *args.psql_args])
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    db = _database(settings)
+    st = db.status()
+    report: dict[str, Any] = {
+        "domain": settings.domain,
+        "data_dir": str(settings.data_dir.resolve()),
+        "database": st.where,
+        "running": st.running,
+        "postgresql": st.server_version,
+        "postgis": st.postgis_version,
+        "schema_version": st.schema_version,
+        "schema_problem": st.schema_problem,
+        "stages": {},
+        "granules": {},
+    }
+    if st.running and not st.schema_problem:
+        engine = db.engine("writer")
+        try:
+            with engine.connect() as conn:
+                report["stages"] = ledger.summary(conn, domain=settings.domain)
+                counts = conn.execute(
+                    sa.text(
+                        "SELECT source, status, count(*) AS n FROM smapds.granules "
+                        "GROUP BY source, status ORDER BY source, status"
+                    )
+                )
+                for r in counts:
+                    report["granules"].setdefault(r.source, {})[r.status] = r.n
+        finally:
+            engine.dispose()
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        _print_status(report)
+    return 0 if st.running and not st.schema_problem else 1
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    _print_table(
+        [
+            ("domain", report["domain"]),
+            ("data directory", report["data_dir"]),
+            ("database", report["database"]),
+            ("running", "yes" if report["running"] else "no (run `smapds db up`)"),
+            ("PostgreSQL / PostGIS", f"{report['postgresql'] or '-'} / {report['postgis'] or '-'}"),
+            ("schema version", report["schema_version"] if report["running"] else "-"),
+        ]
+    )
+    if report["schema_problem"]:
+        print(f"schema problem: {report['schema_problem']}")
+    print()
+    if report["stages"]:
+        rows: list[tuple[Any, ...]] = [("stage", "latest OK day", "days by status")]
+        for stage, s in report["stages"].items():
+            counts = ", ".join(f"{k} {v}" for k, v in s["counts"].items())
+            rows.append((stage, s["latest_ok"] or "-", counts))
+        _print_table(rows)
+    else:
+        print("run ledger: no days processed yet")
+    if report["granules"]:
+        print()
+        rows = [("source", "granules by status")]
+        rows += [
+            (src, ", ".join(f"{k} {v}" for k, v in c.items()))
+            for src, c in report["granules"].items()
+        ]
+        _print_table(rows)
+    else:
+        print("granule inventory: empty")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

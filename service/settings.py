@@ -1,0 +1,177 @@
+"""The one settings object of smapds: read from SMAPDS_* variables and an optional TOML file, once.
+
+Precedence, highest first: environment variables (``SMAPDS_<FIELD>``), the TOML file given with
+``--config`` (keys are the field names, e.g. ``domain = "china"``), then the defaults below. The
+object is frozen and passed down explicitly; ``etl`` and ``models`` never read the environment.
+A bad value raises :class:`ConfigError` with one line naming the variable and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from etl.errors import ConfigError
+from etl.grid import DOMAINS
+
+ENV_PREFIX = "SMAPDS_"
+
+
+class Settings(BaseSettings):
+    """Effective configuration of one smapds process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", case_sensitive=False
+    )
+
+    data_dir: Path = Field(
+        default=Path("var"),
+        description="Root of the raw archive, the products and the embedded database.",
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL+PostGIS URL (postgresql://user:pass@host:port/db). "
+        "Unset: run the embedded cluster under data_dir/pg.",
+    )
+    domain: str = Field(
+        default="demo", description=f"Product domain: {', '.join(sorted(DOMAINS))}."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="json for journald, text for people; auto picks by terminal."
+    )
+    db_port: int = Field(
+        default=5432,
+        ge=1024,
+        le=65535,
+        description="Port of the embedded cluster (names its unix socket; TCP only if db_listen_tcp).",
+    )
+    db_listen_tcp: bool = Field(
+        default=False, description="Embedded cluster also listens on 127.0.0.1:db_port."
+    )
+    db_run_as: str = Field(
+        default="smapds",
+        pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        description="Unprivileged system user that runs the embedded server when started as root.",
+    )
+    pg_bindir: Path | None = Field(
+        default=None,
+        description="Directory of initdb/pg_ctl/postgres; default: newest /usr/lib/postgresql/*/bin.",
+    )
+
+    @field_validator("domain")
+    @classmethod
+    def _known_domain(cls, value: str) -> str:
+        if value not in DOMAINS:
+            raise ValueError(f"unknown domain {value!r}; allowed: {', '.join(sorted(DOMAINS))}")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        try:
+            url = make_url(value.get_secret_value())
+        except ArgumentError:
+            raise ValueError(
+                "not a URL; expected postgresql://user:password@host:port/dbname"
+            ) from None
+        if url.get_backend_name() != "postgresql" or url.get_driver_name() not in ("psycopg2", ""):
+            raise ValueError("must be a postgresql:// (or postgresql+psycopg2://) URL")
+        if not url.database:
+            raise ValueError("names no database; expected postgresql://user@host:port/dbname")
+        return value
+
+    @field_validator("pg_bindir")
+    @classmethod
+    def _bindir_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not (value / "pg_ctl").is_file():
+            raise ValueError(f"{value} holds no pg_ctl")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = _CONFIG_FILE.get("path")
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective settings as plain values, with secrets replaced by '***'."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = redact_url(value.get_secret_value())
+            elif isinstance(value, Path):
+                value = str(value)
+            out[name] = value
+        return out
+
+
+# The TOML path is handed to settings_customise_sources through this one-slot holder, which only
+# load_settings() writes, so the source list stays a classmethod as pydantic-settings wants it.
+_CONFIG_FILE: dict[str, Path | None] = {}
+
+
+def redact_url(url: str) -> str:
+    """A database URL with its password replaced by '***' (safe for logs and `config show`)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "***"
+
+
+def load_settings(
+    config_file: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build the settings once, or raise ConfigError naming the offending setting."""
+    env = os.environ if environ is None else environ
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    unknown = sorted(k for k in env if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]}; known: {', '.join(sorted(known))}")
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file {config_file} does not exist")
+    _CONFIG_FILE["path"] = config_file
+    try:
+        return Settings()
+    except ValidationError as err:
+        raise ConfigError(_describe(err, config_file)) from None
+    except ValueError as err:  # e.g. a TOML syntax error
+        raise ConfigError(f"config file {config_file}: {err}") from None
+    finally:
+        _CONFIG_FILE.pop("path", None)
+
+
+def _describe(err: ValidationError, config_file: Path | None) -> str:
+    first = err.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else "?"
+    where = f"{ENV_PREFIX}{field.upper()}"
+    if config_file is not None:
+        where += f" (or '{field}' in {config_file})"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        return f"unknown setting '{field}' in {config_file}"
+    return f"invalid setting {where}: {message}"
