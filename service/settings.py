@@ -56,10 +56,7 @@ class Settings(BaseSettings):
         default=5432,
         ge=1024,
         le=65535,
-        description="Port of the embedded cluster (names its unix socket; TCP only if db_listen_tcp).",
-    )
-    db_listen_tcp: bool = Field(
-        default=False, description="Embedded cluster also listens on 127.0.0.1:db_port."
+        description="Port of the embedded cluster; it names the unix socket (no TCP listener).",
     )
     db_run_as: str = Field(
         default="smapds",

@@ -60,7 +60,6 @@ class Database:
             port=settings.db_port,
             bindir=find_bindir(settings.pg_bindir),
             run_as=settings.db_run_as,
-            listen_tcp=settings.db_listen_tcp,
         )
         return cls(cluster=cluster, external_url=None, sql_dir=sql_dir)
 

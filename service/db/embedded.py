@@ -5,7 +5,7 @@ directory under /tmp when the path would exceed the 107-byte socket limit), ``po
 lock file that serialises concurrent ``up``/``down`` calls. As root, the server runs as an
 unprivileged system user (created on first use). Clients connect over the unix socket with trust
 authentication; the socket is mode 0770, so only the server's user and group (and root) reach it.
-TCP on 127.0.0.1 is off unless asked for, and then uses scram-sha-256 passwords.
+There is no TCP listener.
 
 ``initdb`` runs into a temporary directory that is renamed into place, so a kill during
 initialisation leaves nothing half-made; ``start`` clears a stale ``postmaster.pid`` left by a
@@ -54,7 +54,6 @@ class EmbeddedCluster:
     port: int
     bindir: Path
     run_as: str = "smapds"
-    listen_tcp: bool = False
 
     @property
     def home(self) -> Path:
@@ -284,10 +283,9 @@ class EmbeddedCluster:
         os.chmod(sock, 0o755)
 
     def _write_conf(self) -> None:
-        listen = "127.0.0.1" if self.listen_tcp else ""
         conf = (
             f"port = {self.port}\n"
-            f"listen_addresses = '{listen}'\n"
+            "listen_addresses = ''\n"
             f"unix_socket_directories = '{self.socket_dir}'\n"
             "unix_socket_permissions = 0770\n"
             "max_connections = 60\n"
