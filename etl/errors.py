@@ -42,3 +42,27 @@ class InputError(SmapdsError):
     """An input file or record is unreadable or violates its format; the message names it."""
 
     status = "QUARANTINED"
+
+
+class FetchError(SmapdsError):
+    """A granule could not be fetched (network, server error after retries)."""
+
+    status = "FAILED"
+
+
+class AuthenticationError(FetchError):
+    """The provider refused our credentials even after one refresh: not missing data."""
+
+    status = "FAILED"
+
+
+class GranuleNotFoundError(FetchError):
+    """The provider has no such granule (yet): a latency question, not a failure of ours."""
+
+    status = "PENDING"
+
+
+class QuarantinedError(InputError):
+    """A fetched file failed verification (size, checksum, does not open) and was quarantined."""
+
+    status = "QUARANTINED"
