@@ -24,7 +24,7 @@ from etl.sources import Granule
 
 log = logging.getLogger(__name__)
 
-Writer = Callable[[BinaryIO], None]
+Writer = Callable[[BinaryIO], object]
 Verifier = Callable[[Path], None]
 
 _HASHES = {"MD5": "md5", "SHA1": "sha1", "SHA256": "sha256", "SHA512": "sha512"}

@@ -11,16 +11,20 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from etl.archive import Archive
 from etl.errors import ConfigError, SmapdsError
 from service import __version__, ledger
-from service.db import Database, default_sql_dir
+from service.db import Database, check_schema, default_sql_dir
+from service.fetch import fetch_day
 from service.logs import configure_logging
 from service.settings import Settings, load_settings
+from service.sources import build_sources
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -85,6 +89,23 @@ def build_parser() -> argparse.ArgumentParser:
             )
         sp.set_defaults(handler=handler)
 
+    fe = sub.add_parser(
+        "fetch",
+        help="bring a day's input granules into the raw archive (inventoried)",
+        description="For each configured input: discover the day's granules, download and verify "
+        "the missing ones (quarantining bad files), record pending/gap days. Safe to repeat: "
+        "archived files are not downloaded again.",
+    )
+    fe.add_argument("--date", type=_day, required=True, metavar="YYYY-MM-DD", help="first day")
+    fe.add_argument("--until", type=_day, metavar="YYYY-MM-DD", help="last day (default: --date)")
+    fe.add_argument(
+        "--source",
+        action="append",
+        metavar="NAME",
+        help="only this input (repeatable); default: all configured",
+    )
+    fe.set_defaults(handler=cmd_fetch)
+
     st = sub.add_parser("status", help="database, schema, run ledger and inventory at a glance")
     st.add_argument("--json", action="store_true", help="machine-readable output")
     st.set_defaults(handler=cmd_status)
@@ -108,6 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SmapdsError as err:
         print(f"smapds: error: {err}", file=sys.stderr)
         return 1
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def _database(settings: Settings) -> Database:
@@ -199,6 +227,49 @@ def cmd_db_psql(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     sys.stdout.flush()
     os.execv(exe, [exe, db.url(args.role), *args.psql_args])
+
+
+def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
+    db = _database(settings)
+    sources = build_sources(settings, only=args.source)
+    archive = Archive(
+        root=settings.data_dir / "archive", quarantine=settings.data_dir / "quarantine"
+    )
+    last = args.until or args.date
+    if last < args.date:
+        raise ConfigError(f"--until {last} is before --date {args.date}")
+    today = datetime.now(UTC).date()
+    engine = db.engine("writer")
+    rows: list[tuple[Any, ...]] = [
+        ("day", "source", "status", "new", "archived", "quarantined", "failed", "detail")
+    ]
+    bad = 0
+    try:
+        with engine.connect() as conn:
+            check_schema(conn, db.sql_dir)
+        day = args.date
+        while day <= last:
+            for o in fetch_day(
+                engine, sources, archive, day, today=today, window_days=settings.latency_window_days
+            ):
+                bad += o.status in ("auth_failed", "quarantined", "partial")
+                rows.append(
+                    (
+                        o.day,
+                        o.source,
+                        o.status,
+                        o.downloaded,
+                        o.already,
+                        o.quarantined,
+                        o.failed,
+                        (o.detail or "")[:80],
+                    )
+                )
+            day += timedelta(days=1)
+    finally:
+        engine.dispose()
+    _print_table(rows)
+    return 1 if bad else 0
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:

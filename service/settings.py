@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,6 +27,40 @@ from etl.errors import ConfigError
 from etl.grid import DOMAINS
 
 ENV_PREFIX = "SMAPDS_"
+
+
+class SourceConfig(BaseModel):
+    """Where one input comes from. ``transport`` decides which other keys apply.
+
+    - ``local``: ``pattern`` is a glob relative to ``root`` (default: the synthetic world), with
+      ``{day:...}`` formatting, e.g. ``smap/SPL3SMP/{day:%Y.%m.%d}/SMAP_L3_SM_P_{day:%Y%m%d}_*.h5``.
+    - ``cmr``: NASA CMR search + Earthdata download of collection ``product`` (default: the input's
+      own name; see etl.sources.cmr.PRODUCTS).
+    - ``https``: ``pattern`` is a URL with ``{day:...}`` formatting; ``*`` in the file name is
+      matched against the directory index.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    transport: Literal["local", "cmr", "https"]
+    root: Path | None = None
+    pattern: str | None = None
+    product: str | None = None
+    composite_days: int | None = Field(default=None, ge=1, le=366)
+
+    @field_validator("pattern")
+    @classmethod
+    def _formats(cls, value: str | None) -> str | None:
+        if value is not None:
+            from datetime import date
+
+            try:
+                value.format(day=date(2024, 1, 1))
+            except (KeyError, IndexError, ValueError) as err:
+                raise ValueError(
+                    f"pattern {value!r} does not format with {{day:...}}: {err}"
+                ) from None
+        return value
 
 
 class Settings(BaseSettings):
@@ -62,6 +96,33 @@ class Settings(BaseSettings):
         default="smapds",
         pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
         description="Unprivileged system user that runs the embedded server when started as root.",
+    )
+    synthetic_dir: Path | None = Field(
+        default=None,
+        description="The synthetic world served as the default local sources; default "
+        "data_dir/synthetic.",
+    )
+    sources: dict[str, SourceConfig] = Field(
+        default_factory=dict,
+        description="Per input, where it comes from (TOML [sources.NAME] tables or JSON); inputs "
+        "not named keep the synthetic-world default.",
+    )
+    latency_window_days: int = Field(
+        default=7,
+        ge=0,
+        le=90,
+        description="A day with no granule stays pending this long, then becomes a gap.",
+    )
+    earthdata_token: SecretStr | None = Field(
+        default=None, description="Earthdata Login bearer token (also read from EARTHDATA_TOKEN)."
+    )
+    earthdata_token_file: Path | None = Field(
+        default=None, description="File holding the token, re-read after a 401 (for rotation)."
+    )
+    cmr_url: str = Field(
+        default="https://cmr.earthdata.nasa.gov",
+        pattern=r"^https?://",
+        description="NASA CMR search endpoint (a mirror, or a fake one in tests).",
     )
     pg_bindir: Path | None = Field(
         default=None,
@@ -120,9 +181,15 @@ class Settings(BaseSettings):
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr):
-                value = redact_url(value.get_secret_value())
+                secret = value.get_secret_value()
+                value = redact_url(secret) if "://" in secret else "***"
             elif isinstance(value, Path):
                 value = str(value)
+            elif isinstance(value, dict):
+                value = {
+                    k: v.model_dump(exclude_none=True) if isinstance(v, BaseModel) else v
+                    for k, v in value.items()
+                }
             out[name] = value
         return out
 
@@ -152,8 +219,11 @@ def load_settings(
     if config_file is not None and not config_file.is_file():
         raise ConfigError(f"config file {config_file} does not exist")
     _CONFIG_FILE["path"] = config_file
+    init: dict[str, Any] = {}
+    if "SMAPDS_EARTHDATA_TOKEN" not in env and env.get("EARTHDATA_TOKEN"):
+        init["earthdata_token"] = env["EARTHDATA_TOKEN"]
     try:
-        return Settings()
+        return Settings(**init)
     except ValidationError as err:
         raise ConfigError(_describe(err, config_file)) from None
     except ValueError as err:  # e.g. a TOML syntax error

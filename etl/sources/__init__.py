@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
+from typing import BinaryIO, Protocol
 
 
 @dataclass(frozen=True)
@@ -32,3 +34,24 @@ class Granule:
     size: int | None = None
     checksum: Checksum | None = None
     version: str | None = None
+
+
+class Source(Protocol):
+    """What every adapter offers: the granules of a day, the bytes of one, a check that it opens."""
+
+    @property
+    def source(self) -> str:
+        """The configured input name (SPL3SMP, MCD43A3, ...)."""
+        ...
+
+    def discover(self, day: date) -> list[Granule]:
+        """Granules for ``day``; empty when the provider has none (yet)."""
+        ...
+
+    def write(self, granule: Granule, out: BinaryIO) -> int:
+        """Write the granule's bytes into ``out``; return the count."""
+        ...
+
+    def verify(self, path: Path) -> None:
+        """Raise if the file at ``path`` is not a readable granule of this source."""
+        ...

@@ -12,11 +12,13 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from etl.errors import FetchError
 from etl.sources import Checksum, Granule
 from etl.sources.http import HttpClient
+from etl.sources.verify import opens
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,27 @@ PRODUCTS: dict[str, CmrProduct] = {
         CmrProduct("VNP16A2", "VNP16A2", "002"),
     )
 }
+
+
+@dataclass(frozen=True)
+class CmrSource:
+    """An input fed by a NASA collection: CMR search, HTTPS download with the Earthdata token."""
+
+    source: str
+    product: CmrProduct
+    client: HttpClient
+    bbox: tuple[float, float, float, float]
+    base_url: str = CMR_PRODUCTION
+
+    def discover(self, day: date) -> list[Granule]:
+        found = search(self.client, self.product, day, bbox=self.bbox, base_url=self.base_url)
+        return [Granule(**{**g.__dict__, "source": self.source}) for g in found]
+
+    def write(self, granule: Granule, out: BinaryIO) -> int:
+        return self.client.download(granule.url, out)
+
+    def verify(self, path: Path) -> None:
+        opens(path)
 
 
 def search(
@@ -117,9 +140,20 @@ def _granule(item: dict[str, Any], product: CmrProduct, day: date) -> Granule:
     return Granule(
         source=product.source,
         granule_id=name,
-        day=day,
+        day=_begin_day(umm) or day,
         url=url,
         size=size,
         checksum=checksum,
         version=product.version,
     )
+
+
+def _begin_day(umm: dict[str, Any]) -> date | None:
+    """The first day a granule covers (an 8-day composite is filed under its start)."""
+    begin = umm.get("TemporalExtent", {}).get("RangeDateTime", {}).get("BeginningDateTime")
+    if not isinstance(begin, str):
+        return None
+    try:
+        return datetime.fromisoformat(begin.replace("Z", "+00:00")).astimezone(UTC).date()
+    except ValueError:
+        return None

@@ -86,6 +86,11 @@ class HttpClient:
         except ValueError as err:
             raise FetchError(f"{_safe(url)}: response is not JSON") from err
 
+    def get_text(self, url: str) -> str:
+        """GET a text document (a directory index)."""
+        response = self._request(url, stream=False)
+        return response.text
+
     def download(self, url: str, out: BinaryIO) -> int:
         """Stream ``url`` into ``out`` (rewound and truncated before each attempt); bytes written."""
         attempt = 0

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
 from etl.errors import GranuleNotFoundError
 from etl.sources import Granule
+from etl.sources.verify import opens
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,20 @@ class LocalDirectorySource:
     root: Path
     pattern: str
     version: str | None = None
+    composite_days: int | None = None
+
+    def granule_day(self, day: date) -> date:
+        """The day a granule covering ``day`` is filed under: itself, or its composite's start.
+
+        Composites (MOD16A2: 8 days) start on day of year 1, 1 + n, 1 + 2n, ... of each year.
+        """
+        if not self.composite_days:
+            return day
+        doy = day.timetuple().tm_yday
+        return day - timedelta(days=(doy - 1) % self.composite_days)
 
     def discover(self, day: date) -> list[Granule]:
+        day = self.granule_day(day)
         glob = self.pattern.format(day=day)
         return [
             Granule(
@@ -50,3 +63,6 @@ class LocalDirectorySource:
         except FileNotFoundError as err:
             raise GranuleNotFoundError(f"{path}: no longer in {self.root}") from err
         return path.stat().st_size
+
+    def verify(self, path: Path) -> None:
+        opens(path)
