@@ -19,10 +19,12 @@ import sqlalchemy as sa
 
 from etl.archive import Archive
 from etl.errors import ConfigError, SmapdsError
+from etl.grid import get_domain
 from service import __version__, ledger
 from service.db import Database, check_schema, default_sql_dir
 from service.fetch import fetch_day
 from service.logs import configure_logging
+from service.operator_tools import convert_granule, inspect_granule
 from service.settings import Settings, load_settings
 from service.sources import build_sources
 
@@ -89,6 +91,33 @@ def build_parser() -> argparse.ArgumentParser:
             )
         sp.set_defaults(handler=handler)
 
+    sy = sub.add_parser(
+        "synth", help="the synthetic world: inputs in real provider formats with a known truth"
+    )
+    sy_sub = sy.add_subparsers(dest="action", required=True, metavar="ACTION")
+    gen = sy_sub.add_parser(
+        "generate",
+        help="write a synthetic world (SMAP L3, MCCA, MODIS, IMERG, SoilGrids, DEM, "
+        "ISMN stations, 1 km truth) and its manifest.json; same seed, same bytes",
+        description="Deterministic: the same arguments give byte-identical files. The default "
+        "output is SMAPDS_SYNTHETIC_DIR (data_dir/synthetic), where the default sources read it.",
+    )
+    gen.add_argument("--out", type=Path, help="output directory (default: SMAPDS_SYNTHETIC_DIR)")
+    gen.add_argument("--domain", help="domain (default: SMAPDS_DOMAIN)")
+    gen.add_argument(
+        "--start",
+        type=_day,
+        default=date(2024, 4, 1),
+        metavar="YYYY-MM-DD",
+        help="first day (default 2024-04-01)",
+    )
+    gen.add_argument("--days", type=int, default=120, help="number of days (default 120)")
+    gen.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    gen.add_argument(
+        "--replace", action="store_true", help="delete what is in the output directory first"
+    )
+    gen.set_defaults(handler=cmd_synth_generate)
+
     fe = sub.add_parser(
         "fetch",
         help="bring a day's input granules into the raw archive (inventoried)",
@@ -105,6 +134,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="only this input (repeatable); default: all configured",
     )
     fe.set_defaults(handler=cmd_fetch)
+
+    ins = sub.add_parser(
+        "inspect",
+        help="what a granule is: product, version, date, passes, valid cells, value range, flags",
+    )
+    ins.add_argument("file", type=Path)
+    ins.add_argument("--json", action="store_true", help="machine-readable output")
+    ins.set_defaults(handler=cmd_inspect)
+
+    cv = sub.add_parser(
+        "convert",
+        help="a SMAP L3 granule as a GeoTIFF on its EASE-Grid 2.0 grid, for a GIS",
+        description="By default applies the pipeline's validity rule (not fill, 0.02-0.5 m3/m3, "
+        "retrieval recommended); --raw keeps everything but fill. NaN is nodata.",
+    )
+    cv.add_argument("file", type=Path)
+    cv.add_argument("out", type=Path, metavar="OUT.tif")
+    cv.add_argument("--pass", dest="pass_", choices=("AM", "PM"), default="AM")
+    cv.add_argument("--variable", default="soil_moisture")
+    cv.add_argument("--raw", action="store_true", help="mask fill only")
+    cv.set_defaults(handler=cmd_convert)
 
     st = sub.add_parser("status", help="database, schema, run ledger and inventory at a glance")
     st.add_argument("--json", action="store_true", help="machine-readable output")
@@ -227,6 +277,62 @@ def cmd_db_psql(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     sys.stdout.flush()
     os.execv(exe, [exe, db.url(args.role), *args.psql_args])
+
+
+def cmd_synth_generate(args: argparse.Namespace, settings: Settings) -> int:
+    from etl.synthetic import GENERATOR_VERSION, generate
+
+    if args.days < 1:
+        raise ConfigError(f"--days must be at least 1, got {args.days}")
+    out: Path = args.out or settings.synthetic_dir or settings.data_dir / "synthetic"
+    domain = get_domain(args.domain or settings.domain)
+    wanted = {
+        "generator_version": GENERATOR_VERSION,
+        "seed": args.seed,
+        "days": args.days,
+        "start": args.start.isoformat(),
+        "domain": domain.name,
+    }
+    manifest = out / "manifest.json"
+    if manifest.is_file():
+        doc = json.loads(manifest.read_text())
+        have = {**{k: doc.get(k) for k in wanted}, "domain": doc.get("domain", {}).get("name")}
+        if have == wanted:
+            print(f"synthetic world already in {out} (same generator, seed, days and domain)")
+            return 0
+        if not args.replace:
+            raise ConfigError(
+                f"{out} holds another synthetic world ({have}); use --replace to "
+                "delete it and generate anew"
+            )
+    if out.exists() and any(out.iterdir()):
+        if not args.replace:
+            raise ConfigError(f"{out} is not empty; use --replace to delete it first")
+        shutil.rmtree(out)
+    manifest = generate(out, domain=domain, start=args.start, days=args.days, seed=args.seed)
+    files = json.loads(manifest.read_text()).get("files", [])
+    total = sum(int(f.get("bytes", 0)) for f in files)
+    print(f"synthetic world: {len(files)} files, {total / 1e6:.1f} MB in {out}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
+    report = inspect_granule(args.file)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    passes = report.pop("passes", None)
+    _print_table([(k, v) for k, v in report.items()])
+    for name, summary in (passes or {}).items():
+        print(f"\n{name} pass")
+        _print_table([(f"  {k}", v) for k, v in summary.items()])
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace, settings: Settings) -> int:
+    n = convert_granule(args.file, args.out, pass_=args.pass_, variable=args.variable, raw=args.raw)
+    print(f"wrote {args.out}: {n} valid cells")
+    return 0
 
 
 def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:

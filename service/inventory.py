@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from etl.archive import Stored
 from etl.sources import Granule
+from etl.stack import ArchivedFile, Catalog
 
 PLACEHOLDER = "*"
 
@@ -176,3 +178,23 @@ def mark_missing(
         error=error,
         attempt=True,
     )
+
+
+def catalog(engine: Engine, *, data_dir: Path) -> Catalog:
+    """A Catalog over the fetched granules in the inventory (paths resolved under ``data_dir``)."""
+
+    def find(source: str, day: date) -> list[ArchivedFile]:
+        with engine.connect() as conn:
+            result = conn.execute(
+                sa.text("""
+                SELECT granule_id, path, sha256 FROM smapds.granules
+                 WHERE source = :s AND granule_date = :d AND status = 'fetched'
+                 ORDER BY granule_id
+            """),
+                {"s": source, "d": day},
+            )
+            return [
+                ArchivedFile(source, r.granule_id, day, data_dir / r.path, r.sha256) for r in result
+            ]
+
+    return find

@@ -67,3 +67,16 @@ def admin(database: Database) -> Iterator[Engine]:
     engine = database.engine("admin")
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def demo_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An 8-day synthetic world on the demo domain (2024-04-01..08, seed 7), shared by the session."""
+    from datetime import date
+
+    from etl.grid import get_domain
+    from etl.synthetic import generate
+
+    out = tmp_path_factory.mktemp("demo_world")
+    generate(out, domain=get_domain("demo"), start=date(2024, 4, 1), days=8, seed=7)
+    return out

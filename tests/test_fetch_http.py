@@ -4,18 +4,14 @@ truncated bodies, HTML error pages, and the archive's verify-then-rename with qu
 from __future__ import annotations
 
 import hashlib
-import json
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import h5py
 import numpy as np
 import pytest
+from fake_nasa import TOKEN, FakeNasa, serving
 
 from etl.archive import Archive, sha256_of
 from etl.errors import AuthenticationError, FetchError, GranuleNotFoundError, QuarantinedError
@@ -24,86 +20,12 @@ from etl.sources.cmr import CmrProduct, search
 from etl.sources.http import HttpClient
 from etl.sources.local import LocalDirectorySource
 
-TOKEN = "good-token"
-
 
 def _h5_bytes(tmp: Path, name: str, value: float) -> bytes:
     path = tmp / name
     with h5py.File(path, "w") as f:
         f.create_dataset("x", data=np.full((4, 4), value), track_times=False)
     return path.read_bytes()
-
-
-@dataclass
-class FakeNasa:
-    """Files by name; behaviours per name; a log of requests."""
-
-    files: dict[str, bytes]
-    fail_first: dict[str, int] = field(default_factory=dict)  # name -> 503s before success
-    truncate_first: dict[str, int] = field(default_factory=dict)  # name -> cut bodies first
-    requests: list[str] = field(default_factory=list)
-    auth_headers: list[str | None] = field(default_factory=list)
-    cmr_items: list[dict[str, object]] = field(default_factory=list)
-    base: str = ""
-
-
-def _handler(nasa: FakeNasa) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:  # keep test output clean
-            pass
-
-        def do_GET(self) -> None:
-            parts = urlsplit(self.path)
-            nasa.requests.append(parts.path)
-            if parts.path == "/search/granules.umm_json":
-                return self._cmr(parse_qs(parts.query))
-            if parts.path.startswith("/redirect/"):
-                self.send_response(302)
-                self.send_header("Location", f"{nasa.base}/data/{parts.path.rsplit('/', 1)[-1]}")
-                self.end_headers()
-                return None
-            name = parts.path.rsplit("/", 1)[-1]
-            nasa.auth_headers.append(self.headers.get("Authorization"))
-            if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                return self._send(401, b"unauthorized")
-            if nasa.fail_first.get(name, 0) > 0:
-                nasa.fail_first[name] -= 1
-                return self._send(503, b"busy")
-            if name not in nasa.files:
-                return self._send(404, b"not found")
-            body = nasa.files[name]
-            if nasa.truncate_first.get(name, 0) > 0:
-                nasa.truncate_first[name] -= 1
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body[: len(body) // 2])
-                self.close_connection = True
-                return None
-            return self._send(200, body)
-
-        def _cmr(self, query: dict[str, list[str]]) -> None:
-            assert query["short_name"] == ["SPL3SMP"] and query["version"] == ["009"]
-            assert query["temporal"] == ["2024-04-03T00:00:00Z,2024-04-03T23:59:59Z"]
-            size = int(query["page_size"][0])
-            start = int(self.headers.get("CMR-Search-After") or 0)
-            page = nasa.cmr_items[start : start + size]
-            body = json.dumps({"hits": len(nasa.cmr_items), "items": page}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            if start + size < len(nasa.cmr_items):
-                self.send_header("CMR-Search-After", str(start + size))
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _send(self, status: int, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    return Handler
 
 
 @pytest.fixture
@@ -114,14 +36,8 @@ def nasa(tmp_path: Path) -> Iterator[FakeNasa]:
         f"SMAP_L3_SM_P_20240403_R19240_00{i}.h5": _h5_bytes(src, f"g{i}.h5", i) for i in range(1, 6)
     }
     files["html.h5"] = b"<html><body>Earthdata Login</body></html>"
-    fake = FakeNasa(files=files)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    fake.base = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield fake
-    server.shutdown()
-    server.server_close()
+    with serving(FakeNasa(files=files)) as fake:
+        yield fake
 
 
 def _client(token: str = TOKEN, *, refreshed: str | None = None) -> HttpClient:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
 from etl.errors import FetchError
 from etl.sources import Checksum, Granule
@@ -120,7 +121,7 @@ def _granule(item: dict[str, Any], product: CmrProduct, day: date) -> Granule:
         urls = [
             u["URL"]
             for u in umm.get("RelatedUrls", [])
-            if u.get("Type") == "GET DATA" and str(u.get("URL", "")).startswith("https://")
+            if u.get("Type") == "GET DATA" and _downloadable(str(u.get("URL", "")))
         ]
         if not urls:
             raise KeyError("RelatedUrls GET DATA https")
@@ -157,3 +158,11 @@ def _begin_day(umm: dict[str, Any]) -> date | None:
         return datetime.fromisoformat(begin.replace("Z", "+00:00")).astimezone(UTC).date()
     except ValueError:
         return None
+
+
+def _downloadable(url: str) -> bool:
+    """HTTPS, or plain HTTP to the loopback host only (a local mirror, a test double)."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (
+        parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+    )

@@ -1,0 +1,329 @@
+"""The daily input stack: everything the model needs for one day, on the domain's 1 km grid.
+
+One function, :func:`build_stack`, used by training and by the daily product alike, so the two can
+never disagree on a feature. It returns the 1 km covariates in :data:`FEATURES` order (float32, NaN
+where unknown), the land mask, the coarse retrievals on the domain's 36 km (and 9 km) window, and a
+record of which granules fed the day and how stale each covariate is.
+
+Rules (each a keyword argument with no silent default where it matters):
+
+- Albedo (MCD43A3 white-sky shortwave, daily) and ET (MOD16A2 8-day composite, converted to mm/day)
+  use the newest granule not after the day, searched back up to the covariate's staleness limit.
+  Staleness is the number of days between the day and the end of the granule's period.
+- Precipitation (IMERG daily, mm/day) of the day, and its sums over the 3 and 7 days ending on the
+  day. A missing day inside the window is replaced by the mean of the window's available days (and
+  recorded); with no precipitation at all in the window the day cannot be built.
+- Coarse soil moisture: the AM retrieval where valid, else the PM one (``prefer="AM"``), with the pass
+  used per cell (0 none, 1 AM, 2 PM).
+- A covariate staler than its limit makes the day *degraded* (``on_stale="degrade"``) or raises
+  :class:`StaleInputError` (``on_stale="refuse"``).
+- Static layers (soil texture, bulk density, organic carbon, elevation) come from
+  :func:`etl.static.static_layers`, regridded once per domain and cached.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+import xarray as xr
+from affine import Affine
+
+from etl.errors import InputError
+from etl.grid import Domain
+from etl.readers import read_imerg, read_sinusoidal_tile, read_smap_l3
+from etl.regrid import RasterSource, regrid
+
+log = logging.getLogger(__name__)
+
+STACK_VERSION: Final = "1"
+
+# (name, units, what it is) in the order the model sees them.
+FEATURES: Final[tuple[tuple[str, str, str], ...]] = (
+    ("albedo", "1", "MCD43A3 white-sky shortwave albedo"),
+    ("et", "mm/day", "MOD16A2 evapotranspiration, 8-day composite per day"),
+    ("precip", "mm/day", "IMERG daily precipitation"),
+    ("precip_3d", "mm", "IMERG precipitation summed over the 3 days ending on the day"),
+    ("precip_7d", "mm", "IMERG precipitation summed over the 7 days ending on the day"),
+    ("clay", "1", "SoilGrids clay fraction 0-5 cm"),
+    ("sand", "1", "SoilGrids sand fraction 0-5 cm"),
+    ("bdod", "g/cm3", "SoilGrids bulk density 0-5 cm"),
+    ("soc", "g/kg", "SoilGrids soil organic carbon 0-5 cm"),
+    ("elevation", "m", "DEM elevation"),
+    ("doy_sin", "1", "sin(2 pi day-of-year / 365.25)"),
+    ("doy_cos", "1", "cos(2 pi day-of-year / 365.25)"),
+)
+FEATURE_NAMES: Final = tuple(f[0] for f in FEATURES)
+
+FloatArray = npt.NDArray[np.float32]
+
+
+class StaleInputError(InputError):
+    """A covariate is older than its staleness limit and the configuration refuses such days."""
+
+    status = "DEGRADED"
+
+
+@dataclass(frozen=True)
+class ArchivedFile:
+    """A fetched granule as the archive holds it."""
+
+    source: str
+    granule_id: str
+    granule_date: date
+    path: Path
+    sha256: str
+
+
+Catalog = Callable[[str, date], Sequence[ArchivedFile]]
+"""(input name, granule date) -> the archived files of that input for that date."""
+
+
+@dataclass(frozen=True)
+class StalenessLimits:
+    """Oldest acceptable input per covariate, in days past the end of the granule's period."""
+
+    albedo: int
+    et: int
+    precip_missing_days: int
+
+
+@dataclass(frozen=True)
+class InputNames:
+    """Which configured inputs feed which role (names as in the settings' sources)."""
+
+    smap36: str = "SPL3SMP"
+    smap9: str | None = "SPL3SMP_E"
+    albedo: str = "MCD43A3"
+    et: str = "MOD16A2"
+    precip: str = "IMERG_E"
+    et_composite_days: int = 8
+
+
+@dataclass(frozen=True)
+class DailyStack:
+    day: date
+    domain: Domain
+    features: xr.Dataset
+    land: npt.NDArray[np.bool_]
+    coarse36: xr.Dataset | None
+    coarse9: xr.Dataset | None
+    inputs: tuple[ArchivedFile, ...]
+    staleness_days: Mapping[str, int]
+    degraded_reasons: tuple[str, ...] = field(default=())
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.degraded_reasons)
+
+    def feature_matrix(self) -> FloatArray:
+        """(rows, cols, n_features) float32 in FEATURES order."""
+        return np.stack([self.features[n].values for n in FEATURE_NAMES], axis=-1)
+
+
+def build_stack(
+    day: date,
+    *,
+    domain: Domain,
+    catalog: Catalog,
+    static: xr.Dataset,
+    names: InputNames,
+    limits: StalenessLimits,
+    on_stale: Literal["degrade", "refuse"],
+    prefer: Literal["AM", "PM"],
+) -> DailyStack:
+    """Assemble the day's inputs on ``domain`` (see the module docstring for the rules)."""
+    used: list[ArchivedFile] = []
+    stale: dict[str, int] = {}
+    reasons: list[str] = []
+
+    def note_stale(name: str, days: int, limit: int) -> None:
+        stale[name] = days
+        if days > limit:
+            msg = f"{name} is {days} days old (limit {limit})"
+            if on_stale == "refuse":
+                raise StaleInputError(f"{day}: {msg}")
+            reasons.append(msg)
+
+    shape = domain.shape(1)
+    albedo_files, age = _newest(catalog, names.albedo, day, limits.albedo + 30, period_days=1)
+    note_stale("albedo", age, limits.albedo)
+    albedo = _tiles(
+        albedo_files, domain, product=names.albedo, variable="Albedo_WSA_shortwave", shape=shape
+    )
+    et_files, age = _newest(
+        catalog, names.et, day, limits.et + 30, period_days=names.et_composite_days
+    )
+    note_stale("et", age, limits.et)
+    et = _tiles(et_files, domain, product=names.et, variable="ET_500m", shape=shape)
+    if et_files:
+        et = et / np.float32(_composite_length(et_files[0].granule_date, names.et_composite_days))
+    used += albedo_files + et_files
+
+    precip, p3, p7, missing, precip_files = _precipitation(catalog, names.precip, day, domain)
+    used += precip_files
+    stale["precip_missing_days"] = missing
+    if missing > limits.precip_missing_days:
+        note_stale("precip_missing_days", missing, limits.precip_missing_days)
+
+    doy = day.timetuple().tm_yday
+    angle = 2.0 * np.pi * doy / 365.25
+    layers: dict[str, FloatArray] = {
+        "albedo": albedo,
+        "et": et,
+        "precip": precip,
+        "precip_3d": p3,
+        "precip_7d": p7,
+        **{
+            n: static[n].values.astype(np.float32)
+            for n in ("clay", "sand", "bdod", "soc", "elevation")
+        },
+        "doy_sin": np.full(shape, np.sin(angle), np.float32),
+        "doy_cos": np.full(shape, np.cos(angle), np.float32),
+    }
+    units = {n: u for n, u, _ in FEATURES}
+    features = xr.Dataset(
+        {n: (("y", "x"), layers[n], {"units": units[n]}) for n in FEATURE_NAMES},
+        attrs={
+            "day": day.isoformat(),
+            "domain": domain.name,
+            "stack_version": STACK_VERSION,
+            "transform": domain.transform(1).to_gdal(),
+            "crs": "EPSG:6933",
+        },
+    )
+
+    coarse36 = coarse9 = None
+    for res, name in ((36, names.smap36), (9, names.smap9)):
+        if name is None:
+            continue
+        files = list(catalog(name, day))
+        if not files:
+            continue
+        used.append(files[0])
+        ds = _coarse(files[0].path, domain, prefer=prefer)
+        if res == 36:
+            coarse36 = ds
+        else:
+            coarse9 = ds
+    land = static["land"].values.astype(bool)
+    return DailyStack(
+        day=day,
+        domain=domain,
+        features=features,
+        land=land,
+        coarse36=coarse36,
+        coarse9=coarse9,
+        inputs=tuple(used),
+        staleness_days=stale,
+        degraded_reasons=tuple(reasons),
+    )
+
+
+def _newest(
+    catalog: Catalog, source: str, day: date, search_days: int, *, period_days: int
+) -> tuple[list[ArchivedFile], int]:
+    """The newest granule date with files, not after ``day``; and its staleness in days."""
+    for back in range(search_days + period_days):
+        d = day - timedelta(days=back)
+        files = list(catalog(source, d))
+        if files:
+            period_end = d + timedelta(days=_composite_length(d, period_days) - 1)
+            return files, max(0, (day - period_end).days)
+    raise InputError(f"{day}: no {source} granule in the {search_days} days before")
+
+
+def _composite_length(start: date, period_days: int) -> int:
+    """Days covered by a composite starting on ``start``: the last one of a year is cut at 31 Dec."""
+    year_end = date(start.year, 12, 31)
+    return min(period_days, (year_end - start).days + 1)
+
+
+def _tiles(
+    files: Sequence[ArchivedFile],
+    domain: Domain,
+    *,
+    product: str,
+    variable: str,
+    shape: tuple[int, int],
+) -> FloatArray:
+    sources = [
+        _as_source(read_sinusoidal_tile(f.path, product=product, variable=variable)) for f in files
+    ]
+    if not sources:
+        return np.full(shape, np.nan, np.float32)
+    return regrid(sources, domain, method="average")
+
+
+def _precipitation(
+    catalog: Catalog, source: str, day: date, domain: Domain
+) -> tuple[FloatArray, FloatArray, FloatArray, int, list[ArchivedFile]]:
+    days = [day - timedelta(days=k) for k in range(7)]  # day first
+    fields: list[FloatArray | None] = []
+    used: list[ArchivedFile] = []
+    for d in days:
+        files = list(catalog(source, d))
+        if not files:
+            fields.append(None)
+            continue
+        used.append(files[0])
+        fields.append(regrid(_as_source(read_imerg(files[0].path)), domain, method="bilinear"))
+    have = [f for f in fields if f is not None]
+    if not have:
+        raise InputError(f"{day}: no {source} precipitation in the 7 days ending on the day")
+    fill = np.mean(np.stack(have), axis=0).astype(np.float32)
+    full = [f if f is not None else fill for f in fields]
+    missing = sum(f is None for f in fields)
+    p3: FloatArray = np.stack(full[:3]).sum(axis=0, dtype=np.float32)
+    p7: FloatArray = np.stack(full).sum(axis=0, dtype=np.float32)
+    return full[0], p3, p7, missing, used
+
+
+def _as_source(da: xr.DataArray) -> RasterSource:
+    data = da.values
+    if data.ndim == 3:
+        if data.shape[0] != 1:
+            raise InputError(
+                f"{da.attrs.get('source_file')}: expected one time step, got {data.shape[0]}"
+            )
+        data = data[0]
+    return RasterSource(
+        data=data.astype(np.float32, copy=False),
+        transform=Affine.from_gdal(*da.attrs["transform"]),
+        crs=da.attrs["crs"],
+    )
+
+
+def _coarse(path: Path, domain: Domain, *, prefer: Literal["AM", "PM"]) -> xr.Dataset:
+    """The coarse retrieval on the domain window: ``prefer`` where valid, the other pass elsewhere."""
+    ds = read_smap_l3(path, domain=domain)
+    other = "PM" if prefer == "AM" else "AM"
+    first = ds["soil_moisture"].sel({"pass": prefer}).values
+    second = ds["soil_moisture"].sel({"pass": other}).values
+    take_first = np.isfinite(first)
+    take_second = ~take_first & np.isfinite(second)
+    sm = np.where(take_first, first, np.where(take_second, second, np.nan)).astype(np.float32)
+    code = {"AM": 1, "PM": 2}
+    pass_used = np.where(take_first, code[prefer], np.where(take_second, code[other], 0))
+    return xr.Dataset(
+        {
+            "soil_moisture": (("y", "x"), sm, {"units": "m3/m3"}),
+            "pass_used": (
+                ("y", "x"),
+                pass_used.astype(np.uint8),
+                {"flag_values": "0 1 2", "flag_meanings": "none AM PM"},
+            ),
+        },
+        coords={"y": ds["y"].values, "x": ds["x"].values},
+        attrs={
+            k: ds.attrs[k]
+            for k in ("product", "version", "date", "source_file", "res_km", "transform")
+            if k in ds.attrs
+        },
+    )
