@@ -6,8 +6,14 @@ VENV := .venv/bin
 install:
 	@bash deploy/bootstrap.sh
 
+# The demo world: 120 days of the synthetic world on the demo domain (about 1 minute, 120 MB).
+DEMO_START := 2024-04-01
+DEMO_END := 2024-07-29
+
 demo: install
 	$(VENV)/smapds db up
+	$(VENV)/smapds synth generate --domain demo --start $(DEMO_START) --days 120
+	$(VENV)/smapds fetch --date $(DEMO_START) --until $(DEMO_END)
 	$(VENV)/smapds status
 
 lint: install
