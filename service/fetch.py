@@ -149,7 +149,8 @@ def _fetch_source(
         status = "gap" if late else "pending"
     else:
         status = "quarantined"
-    log.info(
+    log.log(
+        logging.INFO if downloaded or quarantined or failed else logging.DEBUG,
         "fetched source",
         extra={
             "source": src.source,
