@@ -2,52 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
+from world_catalog import world_catalog as _catalog
 
 from etl.errors import InputError
 from etl.grid import block_mean, get_domain
-from etl.sources.local import LocalDirectorySource
 from etl.stack import (
     FEATURE_NAMES,
-    ArchivedFile,
     InputNames,
     StaleInputError,
     StalenessLimits,
     build_stack,
 )
 from etl.static import SOIL_PROPERTIES, static_layers
-from service.sources import SYNTHETIC_DEFAULTS
 
 DEMO = get_domain("demo")
 LIMITS = StalenessLimits(albedo=16, et=16, precip_missing_days=2)
-
-
-def _catalog(
-    world: Path,
-    *,
-    drop: set[tuple[str, date]] = frozenset(),  # type: ignore[assignment]
-) -> Callable[[str, date], Sequence[ArchivedFile]]:
-    sources = {
-        n: LocalDirectorySource(n, world, c.pattern or "", composite_days=c.composite_days)
-        for n, c in SYNTHETIC_DEFAULTS.items()
-    }
-
-    def catalog(source: str, day: date) -> list[ArchivedFile]:
-        if (source, day) in drop:
-            return []
-        return [
-            ArchivedFile(source, g.granule_id, g.day, Path(g.url.removeprefix("file://")), "0" * 64)
-            for g in sources[source].discover(day)
-            if g.day == day
-        ]
-
-    return catalog
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,191 @@
+"""Downscaling a day: predict 1 km soil moisture, correct it to the coarse retrieval, fill the gaps.
+
+1. The frozen model predicts every land pixel whose covariates are all known (mean and the spread
+   of the trees as per-pixel uncertainty).
+2. Residual correction (mass conservation): in each 36 km cell with a valid retrieval, the cell's
+   residual ``retrieval - mean(prediction over the cell's predicted pixels)`` is added to its pixels,
+   so the mean of the 1 km map over the cell equals the retrieval (up to float rounding). Water and
+   pixels without covariates are outside the mean on both sides. This is the standard correction of
+   the downscaling literature (e.g. Merlin et al. 2008; the "residual correction" step of RF
+   downscaling studies such as Ma et al. 2026).
+3. Clipping to the physical bounds, then the clipped mass is given back to the cell's unclipped
+   pixels (a few passes), so conservation survives clipping wherever it is possible at all.
+4. Gap filling: where the retrieval is missing or flagged, the model's prediction stands; with
+   ``interpolate_residuals`` the residual is interpolated from the nearest valid cells
+   (inverse-distance over up to 8 cells within ``max_distance_cells``) and added.
+
+The QA band says which case each pixel is (bits below).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from etl.grid import block_expand, block_mean, nesting_factor
+from etl.stack import DailyStack
+
+QA_CORRECTED: Final = 1  # corrected to a valid coarse retrieval
+QA_GAP_FILLED: Final = 2  # no valid retrieval in the 36 km cell: model prediction
+QA_CLIPPED: Final = 4  # value was clipped to the physical bounds
+QA_DEGRADED: Final = 8  # an input was staler than its limit
+QA_NO_DATA: Final = 16  # water, or a covariate is unknown: no value
+QA_RESIDUAL_INTERPOLATED: Final = 32  # gap filled with a residual interpolated from neighbours
+QA_BITS: Final = {
+    "corrected": QA_CORRECTED,
+    "gap_filled": QA_GAP_FILLED,
+    "clipped": QA_CLIPPED,
+    "degraded": QA_DEGRADED,
+    "no_data": QA_NO_DATA,
+    "residual_interpolated": QA_RESIDUAL_INTERPOLATED,
+}
+
+FloatMap = npt.NDArray[np.float32]
+Predictor = Callable[
+    [npt.NDArray[np.float32]], tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]
+]
+"""Features (n, F) float32 -> (mean, standard deviation across trees), both (n,) float32."""
+
+
+@dataclass(frozen=True)
+class Downscaled:
+    soil_moisture: FloatMap
+    uncertainty: FloatMap
+    qa: npt.NDArray[np.uint8]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def downscale(
+    stack: DailyStack,
+    predict: Predictor,
+    *,
+    bounds: tuple[float, float],
+    interpolate_residuals: bool,
+    max_distance_cells: float = 3.0,
+) -> Downscaled:
+    """The 1 km map of the stack's day (see the module docstring)."""
+    f = nesting_factor(36, 1)
+    shape = stack.land.shape
+    x = stack.feature_matrix()
+    valid = stack.land & np.all(np.isfinite(x), axis=-1)
+    pred = np.full(shape, np.nan, np.float32)
+    unc = np.full(shape, np.nan, np.float32)
+    if valid.any():
+        mean, std = predict(np.ascontiguousarray(x[valid]))
+        pred[valid], unc[valid] = mean, std
+    del x
+
+    qa = np.zeros(shape, np.uint8)
+    sm = pred.astype(np.float64)
+    coarse = (
+        stack.coarse36["soil_moisture"].values.astype(np.float64)
+        if stack.coarse36 is not None
+        else np.full(stack.domain.shape(36), np.nan)
+    )
+    cell_mean, count = block_mean(sm, f)
+    has_obs = np.isfinite(coarse) & (count > 0)
+    residual = np.where(has_obs, coarse - cell_mean, np.nan)
+    corrected = block_expand(has_obs, f) & valid
+    if interpolate_residuals and has_obs.any():
+        filled = _interpolate(residual, has_obs, max_distance_cells=max_distance_cells)
+        interp = ~has_obs & np.isfinite(filled)
+        residual = np.where(interp, filled, residual)
+        qa[block_expand(interp, f) & valid] |= QA_RESIDUAL_INTERPOLATED
+    sm = sm + np.nan_to_num(block_expand(residual, f), nan=0.0)
+    qa[corrected] |= QA_CORRECTED
+    qa[valid & ~corrected] |= QA_GAP_FILLED
+
+    lo, hi = bounds
+    clipped = valid & ((sm < lo) | (sm > hi))
+    sm = _clip_conserving(sm, valid & corrected, lo=lo, hi=hi, factor=f)
+    sm = np.clip(sm, lo, hi)  # gap-filled pixels: plain clipping (no retrieval to conserve)
+    qa[clipped] |= QA_CLIPPED
+    if stack.degraded:
+        qa[valid] |= QA_DEGRADED
+    qa[~valid] |= QA_NO_DATA
+    sm[~valid] = np.nan
+    out = sm.astype(np.float32)
+    return Downscaled(out, unc, qa, _stats(out, qa, stack, coarse, has_obs, f))
+
+
+def _clip_conserving(
+    sm: npt.NDArray[np.float64],
+    mask: npt.NDArray[np.bool_],
+    *,
+    lo: float,
+    hi: float,
+    factor: int,
+    passes: int = 8,
+) -> npt.NDArray[np.float64]:
+    """Clip ``sm`` where ``mask``, giving each cell's clipped mass back to its unclipped pixels."""
+    out = sm.copy()
+    for _ in range(passes):
+        before = np.where(mask, out, np.nan)
+        after = np.clip(before, lo, hi)
+        lost_sum, _ = block_mean(before - after, factor)  # mean over the cell's masked pixels
+        if not np.any(np.abs(np.nan_to_num(lost_sum)) > 1e-12):
+            break
+        free = mask & (after > lo) & (after < hi)
+        n_all = block_mean(np.where(mask, 1.0, np.nan), factor)[1]
+        n_free = block_mean(np.where(free, 1.0, np.nan), factor)[1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(n_free > 0, np.nan_to_num(lost_sum) * n_all / n_free, 0.0)
+        out = np.where(mask, after, out) + np.where(free, block_expand(share, factor), 0.0)
+    return out
+
+
+def _interpolate(
+    residual: npt.NDArray[np.float64], known: npt.NDArray[np.bool_], *, max_distance_cells: float
+) -> npt.NDArray[np.float64]:
+    """Inverse-distance residuals at unknown cells from up to 8 known cells nearby (else NaN)."""
+    from scipy.spatial import cKDTree
+
+    src = np.argwhere(known)
+    dst = np.argwhere(~known)
+    out = np.full(residual.shape, np.nan)
+    if not len(src) or not len(dst):
+        return out
+    k = min(8, len(src))
+    dist, idx = cKDTree(src).query(dst, k=k, distance_upper_bound=max_distance_cells)
+    dist, idx = np.atleast_2d(dist.T).T, np.atleast_2d(idx.T).T
+    values = residual[known]
+    ok = np.isfinite(dist)
+    w = np.where(ok, 1.0 / np.maximum(dist, 1e-6) ** 2, 0.0)
+    v = np.where(ok, values[np.minimum(idx, len(values) - 1)], 0.0)
+    wsum = w.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        est = np.where(wsum > 0, (w * v).sum(axis=1) / wsum, np.nan)
+    out[dst[:, 0], dst[:, 1]] = est
+    return out
+
+
+def _stats(
+    sm: FloatMap,
+    qa: npt.NDArray[np.uint8],
+    stack: DailyStack,
+    coarse: npt.NDArray[np.float64],
+    has_obs: npt.NDArray[np.bool_],
+    f: int,
+) -> dict[str, Any]:
+    land = int(stack.land.sum())
+    has = np.isfinite(sm)
+    values = sm[has]
+    agg, _ = block_mean(sm, f)
+    both = has_obs & np.isfinite(agg)
+    diff = agg[both] - coarse[both]
+    return {
+        "land_pixels": land,
+        "valid_fraction": float(has.sum() / land) if land else 0.0,
+        "gap_filled_fraction": float(((qa & QA_GAP_FILLED) > 0).sum() / land) if land else 0.0,
+        "clipped_fraction": float(((qa & QA_CLIPPED) > 0).sum() / land) if land else 0.0,
+        "min": float(values.min()) if values.size else None,
+        "mean": float(values.mean()) if values.size else None,
+        "max": float(values.max()) if values.size else None,
+        "coarse_cells_valid": int(has_obs.sum()),
+        "conservation_max_abs_error": float(np.abs(diff).max()) if diff.size else None,
+        "degraded": stack.degraded,
+    }
