@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from etl.archive import Archive
 from etl.errors import ConfigError, SmapdsError
 from etl.grid import get_domain
-from service import __version__, ledger
+from service import __version__, ingest, ledger
 from service.db import Database, check_schema, default_sql_dir
 from service.fetch import fetch_day
 from service.logs import configure_logging
@@ -134,6 +134,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="only this input (repeatable); default: all configured",
     )
     fe.set_defaults(handler=cmd_fetch)
+
+    ing = sub.add_parser("ingest", help="load in situ observations into PostGIS (ISMN or CSV)")
+    ing_sub = ing.add_subparsers(dest="action", required=True, metavar="FORMAT")
+    ism = ing_sub.add_parser(
+        "ismn",
+        help="ISMN downloads: zip archives, Network/Station folders, flat folders or files",
+        description="Header+values and CEOP formats, static-variables CSVs. Loading the same files "
+        "again changes nothing. Exit 0 when nothing was rejected, 1 when rows or files were "
+        "rejected/quarantined, 2 when a file failed.",
+    )
+    ism.add_argument("paths", type=Path, nargs="+", metavar="PATH")
+    ism.add_argument("--workers", type=int, default=2, help="files loaded in parallel (default 2)")
+    ism.set_defaults(handler=cmd_ingest_ismn)
+    icsv = ing_sub.add_parser(
+        "csv",
+        help="the generic CSV format (a stations table and an observations table, UTC)",
+        description="Format: etl/insitu/CSV_FORMAT.md. Exit codes as for `ingest ismn`.",
+    )
+    icsv.add_argument("--stations", type=Path, metavar="FILE")
+    icsv.add_argument("--observations", type=Path, metavar="FILE")
+    icsv.set_defaults(handler=cmd_ingest_csv)
 
     ins = sub.add_parser(
         "inspect",
@@ -314,6 +335,54 @@ def cmd_synth_generate(args: argparse.Namespace, settings: Settings) -> int:
     total = sum(int(f.get("bytes", 0)) for f in files)
     print(f"synthetic world: {len(files)} files, {total / 1e6:.1f} MB in {out}")
     return 0
+
+
+def cmd_ingest_ismn(args: argparse.Namespace, settings: Settings) -> int:
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    return _ingest(
+        settings,
+        lambda engine: ingest.ingest_ismn(
+            engine, args.paths, domain=settings.domain, workers=args.workers
+        ),
+    )
+
+
+def cmd_ingest_csv(args: argparse.Namespace, settings: Settings) -> int:
+    return _ingest(
+        settings,
+        lambda engine: ingest.ingest_csv(
+            engine, stations=args.stations, observations=args.observations, domain=settings.domain
+        ),
+    )
+
+
+def _ingest(settings: Settings, run: Callable[[Any], list[ingest.FileSummary]]) -> int:
+    db = _database(settings)
+    engine = db.engine("writer")
+    try:
+        with engine.connect() as conn:
+            check_schema(conn, db.sql_dir)
+        summaries = run(engine)
+    finally:
+        engine.dispose()
+    rows: list[tuple[Any, ...]] = [
+        ("file", "format", "read", "loaded", "rejected", "status", "error")
+    ]
+    rows += [
+        (
+            s.path,
+            s.format,
+            s.rows_read,
+            s.rows_loaded,
+            s.rows_rejected,
+            s.status,
+            (s.error or "")[:100],
+        )
+        for s in summaries
+    ]
+    _print_table(rows)
+    return ingest.exit_code(summaries)
 
 
 def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:

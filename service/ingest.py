@@ -1,0 +1,502 @@
+"""In situ ingestion: the functions behind ``smapds ingest ismn PATH...`` and ``smapds ingest csv``.
+
+Each file is parsed (``etl.insitu``) and written in one transaction of its own, so a bad file never
+costs the good ones anything; every file gets a :class:`FileSummary` and a row in
+``smapds.ingest_files``, and its refused rows go to ``smapds.ingest_rejects`` with the reason.
+A file whose content (sha256) is unchanged since it was last loaded is skipped: loading everything
+again changes nothing.
+
+Statuses: ``OK`` every row loaded; ``DEGRADED`` some rows rejected, the rest loaded;
+``QUARANTINED`` the file itself is unusable (unreadable, refused zip member, wrong columns,
+contradictory names, impossible header coordinates) or none of its rows is acceptable; ``FAILED``
+the file could not be loaded for a reason outside it (database error, a static variables file whose
+station has no data loaded yet, a path that does not exist), retried on the next run; ``SKIPPED``
+unchanged since its last load (its recorded counts are reported, ``error`` says how it went then).
+
+Exit rule (:func:`exit_code`): 0 when nothing in this run was rejected or failed (every file OK or
+SKIPPED); 1 when rows or files were rejected (any DEGRADED or QUARANTINED); 2 when any file FAILED.
+A SKIPPED file never makes the exit code non-zero, even if its earlier load had rejects: nothing
+was rejected in this run, and its summary still shows the recorded counts.
+
+Speed: parsing is Python and holds the GIL; the database work of one file overlaps the parsing of
+the next with ``workers=2`` (a good value on a 2-core machine; ``scripts/bench_ingest.py``
+measures it against a plain ``COPY``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Final
+
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from etl.errors import InputError, SmapdsError
+from etl.grid import Domain, get_domain
+from etl.insitu import load
+from etl.insitu.csv_format import parse_observations_csv, parse_stations_csv
+from etl.insitu.ismn_stm import detect_format, parse_stm
+from etl.insitu.model import Format, ParsedObservations, Reason, Reject, Rows, SeriesKey
+from etl.insitu.sources import (
+    Content,
+    Kind,
+    ReadLimits,
+    SourceFile,
+    Sources,
+    plain_file,
+    read_file,
+)
+from etl.insitu.static_csv import parse_static_variables
+from etl.insitu.text import clip, decode, split_lines
+
+log = logging.getLogger(__name__)
+
+OK: Final = "OK"
+DEGRADED: Final = "DEGRADED"
+QUARANTINED: Final = "QUARANTINED"
+FAILED: Final = "FAILED"
+SKIPPED: Final = "SKIPPED"
+_FINAL: Final = frozenset({OK, DEGRADED, QUARANTINED})  # outcomes that depend on the content only
+_REASONS_SHOWN: Final = 3
+
+
+@dataclass(frozen=True)
+class FileSummary:
+    """What happened to one file (a zip member is named ``archive.zip!member``)."""
+
+    path: str
+    format: str
+    rows_read: int
+    rows_loaded: int
+    rows_rejected: int
+    status: str
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "format", str(self.format))  # a Format member -> its value
+
+
+def ingest_ismn(
+    engine: Engine,
+    paths: Iterable[Path],
+    *,
+    domain: Domain | str,
+    workers: int = 1,
+    limits: ReadLimits = ReadLimits(),  # noqa: B008 - frozen value object
+) -> list[FileSummary]:
+    """Load ISMN downloads: zip archives, folders (Network/Station layout or flat) or single files.
+
+    Data files (``*.stm``, header+values or CEOP, detected per file) are loaded first, with
+    ``workers`` files in parallel; then the ``*_static_variables.csv`` files, which attach to the
+    stations the data files created; then the stations' grid cells in ``domain`` are computed.
+    Returns one summary per file, in path order.
+    """
+    dom = get_domain(domain) if isinstance(domain, str) else domain
+    with Sources(paths, limits=limits) as sources:
+        order = {id(f): k for k, f in enumerate(sources.files)}
+        data = [f for f in sources.files if f.kind is not Kind.STATIC or f.problem]
+        static = [f for f in sources.files if f.kind is Kind.STATIC and not f.problem]
+        task = partial(_ismn_data_file, partitions=_Partitions())
+        done = _run(engine, data, read=sources.read, workers=workers, task=task)
+        done += _run(engine, static, read=sources.read, workers=1, task=_ismn_static_file)
+    _refresh_cells(engine, dom)
+    return [summary for _, summary in sorted(done, key=lambda d: order[id(d[0])])]
+
+
+def ingest_csv(
+    engine: Engine,
+    *,
+    stations: Path | None,
+    observations: Path | None,
+    domain: Domain | str,
+    limits: ReadLimits = ReadLimits(),  # noqa: B008 - frozen value object
+) -> list[FileSummary]:
+    """Load the generic CSV format (``etl/insitu/CSV_FORMAT.md``): the stations table first, then
+    the observations table, whose stations must be in the database by then."""
+    if stations is None and observations is None:
+        raise InputError("ingest csv: give a stations table, an observations table or both")
+    dom = get_domain(domain) if isinstance(domain, str) else domain
+    summaries: list[FileSummary] = []
+
+    def read(source: SourceFile) -> Content:
+        return read_file(source, limits=limits)
+
+    if stations is not None:
+        summaries.append(_one(engine, plain_file(stations), read=read, task=_csv_stations_file))
+    if observations is not None:
+        source = plain_file(observations)
+        task = partial(_csv_observations_file, partitions=_Partitions())
+        summaries.append(_one(engine, source, read=read, task=task))
+    _refresh_cells(engine, dom)
+    return summaries
+
+
+def exit_code(summaries: Sequence[FileSummary]) -> int:
+    """0 nothing rejected or failed; 1 some rows or files rejected; 2 some file failed."""
+    statuses = {s.status for s in summaries}
+    if FAILED in statuses:
+        return 2
+    if statuses & {DEGRADED, QUARANTINED}:
+        return 1
+    return 0
+
+
+class _Partitions:
+    """The months known to have an observations partition in this run (created or seen), so the
+    partition function is called only when a file reaches a new month."""
+
+    def __init__(self) -> None:
+        self._known: set[str] = set()
+        self._lock = threading.Lock()
+
+    def ensure(self, engine: Engine, *, first: str, last: str) -> None:
+        months = load.months(first, last)
+        with self._lock:
+            if self._known.issuperset(months):
+                return
+        with engine.begin() as conn:
+            load.ensure_partitions(conn, first=first, last=last)
+        with self._lock:
+            self._known.update(months)
+
+
+# -- running files --------------------------------------------------------------------------------
+
+Task = Callable[[Engine, SourceFile, Content], FileSummary]
+Reader = Callable[[SourceFile], Content]
+
+
+def _run(
+    engine: Engine, files: list[SourceFile], *, read: Reader, workers: int, task: Task
+) -> list[tuple[SourceFile, FileSummary]]:
+    """Read each file (in this thread) and hand it to ``task`` (in ``workers`` threads)."""
+    if workers <= 1:
+        return [(f, _one(engine, f, read=read, task=task)) for f in files]
+    out: list[tuple[SourceFile, FileSummary]] = []
+    pending: deque[tuple[SourceFile, Future[FileSummary]]] = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
+        for f in files:
+            content = _read(engine, f, read)
+            if isinstance(content, FileSummary):
+                out.append((f, content))
+                continue
+            pending.append((f, pool.submit(_guarded, engine, f, content, task)))
+            while len(pending) > 2 * workers:
+                done, future = pending.popleft()
+                out.append((done, future.result()))
+        out.extend((done, future.result()) for done, future in pending)
+    return out
+
+
+def _one(engine: Engine, source: SourceFile, *, read: Reader, task: Task) -> FileSummary:
+    content = _read(engine, source, read)
+    if isinstance(content, FileSummary):
+        return content
+    return _guarded(engine, source, content, task)
+
+
+def _read(engine: Engine, source: SourceFile, read: Reader) -> Content | FileSummary:
+    """The file's content, or the summary of why it could not be read."""
+    if source.problem is not None and not source.member and not os.path.lexists(source.path):
+        log.warning("input not found", extra={"path": source.label})
+        return FileSummary(source.label, Format.UNKNOWN, 0, 0, 0, FAILED, source.problem)
+    try:
+        return read(source)
+    except InputError as err:
+        fmt = Format.ZIP if source.kind is Kind.ARCHIVE else Format.UNKNOWN
+        return _record_bad(engine, source, None, fmt, str(err), QUARANTINED)
+
+
+def _guarded(engine: Engine, source: SourceFile, content: Content, task: Task) -> FileSummary:
+    """Run one file's task; whatever goes wrong is that file's FAILED summary, never the run's."""
+    started = time.perf_counter()
+    try:
+        summary = task(engine, source, content)
+    except (SmapdsError, SQLAlchemyError, OSError) as err:
+        log.error("file failed", extra={"path": source.label, "error": _one_line(err)})
+        summary = _record_bad(engine, source, content, Format.UNKNOWN, _one_line(err), FAILED)
+    except Exception as err:  # a bug must not cost the other files: report it with this file
+        log.exception("file failed unexpectedly", extra={"path": source.label})
+        error = f"{type(err).__name__}: {err}"
+        summary = _record_bad(engine, source, content, Format.UNKNOWN, error, FAILED)
+    log.info(
+        "ingested file",
+        extra={
+            "path": summary.path,
+            "format": summary.format,
+            "status": summary.status,
+            "rows_read": summary.rows_read,
+            "rows_loaded": summary.rows_loaded,
+            "rows_rejected": summary.rows_rejected,
+            "seconds": round(time.perf_counter() - started, 3),
+        },
+    )
+    return summary
+
+
+# -- one file of each kind ------------------------------------------------------------------------
+
+
+def _ismn_data_file(
+    engine: Engine, source: SourceFile, content: Content, *, partitions: _Partitions
+) -> FileSummary:
+    skipped = _unchanged(engine, source, content)
+    if skipped is not None:
+        return skipped
+    try:
+        fmt = detect_format(content.data)
+    except InputError as err:
+        return _record_bad(
+            engine, source, content, Format.UNKNOWN, _named(source, err), QUARANTINED
+        )
+    try:
+        parsed = parse_stm(content.data, name=source.name)
+    except InputError as err:
+        return _record_bad(engine, source, content, fmt, _named(source, err), QUARANTINED)
+    return _load_observations(engine, source, content, parsed, partitions=partitions)
+
+
+def _csv_observations_file(
+    engine: Engine, source: SourceFile, content: Content, *, partitions: _Partitions
+) -> FileSummary:
+    skipped = _unchanged(engine, source, content)
+    if skipped is not None:
+        return skipped
+    try:
+        parsed = parse_observations_csv(content.data, name=source.label)
+    except InputError as err:
+        return _record_bad(engine, source, content, Format.CSV_OBSERVATIONS, str(err), QUARANTINED)
+    return _load_observations(engine, source, content, parsed, partitions=partitions)
+
+
+def _load_observations(
+    engine: Engine,
+    source: SourceFile,
+    content: Content,
+    parsed: ParsedObservations,
+    *,
+    partitions: _Partitions,
+) -> FileSummary:
+    """Write a parsed data file: partitions first (own transaction), then everything else in one."""
+    if parsed.blocks:
+        ranges = [rows.time_range() for _, rows in parsed.blocks]
+        partitions.ensure(engine, first=min(r[0] for r in ranges), last=max(r[1] for r in ranges))
+    with engine.begin() as conn:
+        known: dict[tuple[str, str], int] = {}
+        if parsed.station is not None:
+            station = parsed.station
+            known[(station.network, station.key)] = load.add_station(conn, station)
+        blocks: list[tuple[int, Rows]] = []
+        unknown: list[tuple[SeriesKey, Rows]] = []
+        for key, rows in parsed.blocks:
+            station_id = known.get((key.network, key.station_key))
+            if station_id is None:
+                station_id = load.find_station(conn, network=key.network, name=key.station)
+            if station_id is None:
+                unknown.append((key, rows))
+            else:
+                sensor_id = load.add_sensor(conn, station_id=station_id, sensor=key.sensor)
+                blocks.append((sensor_id, rows))
+        rejects = list(parsed.rejects)
+        if unknown:
+            rejects = sorted(
+                rejects + _unknown_station_rejects(unknown, content), key=lambda r: r.line_no
+            )
+        loaded = sum(len(rows) for _, rows in blocks)
+        status, error = _verdict(parsed.rows_read, loaded, rejects)
+        file_id = _record(
+            conn, source, content, parsed.format, parsed.rows_read, loaded, rejects, status, error
+        )
+        for sensor_id, rows in blocks:
+            load.write_rows(conn, sensor_id=sensor_id, file_id=file_id, rows=rows)
+    return FileSummary(
+        source.label, parsed.format, parsed.rows_read, loaded, len(rejects), status, error
+    )
+
+
+def _ismn_static_file(engine: Engine, source: SourceFile, content: Content) -> FileSummary:
+    skipped = _unchanged(engine, source, content)
+    if skipped is not None:
+        return skipped
+    fmt = Format.ISMN_STATIC
+    try:
+        parsed = parse_static_variables(content.data, name=source.name)
+    except InputError as err:
+        return _record_bad(engine, source, content, fmt, _named(source, err), QUARANTINED)
+    with engine.connect() as conn:
+        found = (
+            load.find_station(conn, network=network, name=station)
+            for network, station in parsed.candidates
+        )
+        station_id = next((sid for sid in found if sid is not None), None)
+    if station_id is None:
+        network, station = parsed.candidates[0]
+        missing = (
+            f"{source.label}: no station {network}/{station} in the database yet "
+            "(its data files must be loaded first); retried next time"
+        )
+        return _record_bad(engine, source, content, fmt, missing, FAILED)
+    loaded = len(parsed.attributes)
+    status, error = _verdict(parsed.rows_read, loaded, parsed.rejects)
+    with engine.begin() as conn:
+        _record(conn, source, content, fmt, parsed.rows_read, loaded, parsed.rejects, status, error)
+        load.put_attributes(conn, station_id=station_id, attributes=parsed.attributes)
+    return FileSummary(
+        source.label, fmt, parsed.rows_read, loaded, len(parsed.rejects), status, error
+    )
+
+
+def _csv_stations_file(engine: Engine, source: SourceFile, content: Content) -> FileSummary:
+    skipped = _unchanged(engine, source, content)
+    if skipped is not None:
+        return skipped
+    fmt = Format.CSV_STATIONS
+    try:
+        parsed = parse_stations_csv(content.data, name=source.label)
+    except InputError as err:
+        return _record_bad(engine, source, content, fmt, str(err), QUARANTINED)
+    loaded = len(parsed.stations)
+    status, error = _verdict(parsed.rows_read, loaded, parsed.rejects)
+    with engine.begin() as conn:
+        _record(conn, source, content, fmt, parsed.rows_read, loaded, parsed.rejects, status, error)
+        for row in parsed.stations:
+            station_id = load.put_station(conn, row.station)
+            load.put_attributes(conn, station_id=station_id, attributes=row.attributes)
+    return FileSummary(
+        source.label, fmt, parsed.rows_read, loaded, len(parsed.rejects), status, error
+    )
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+def _unchanged(engine: Engine, source: SourceFile, content: Content) -> FileSummary | None:
+    """The SKIPPED summary when this exact content was already loaded from this path."""
+    with engine.connect() as conn:
+        prev = load.recorded_file(conn, path=str(source.path), member=source.member)
+    if prev is None or prev.sha256 != content.sha256 or prev.status not in _FINAL:
+        return None
+    note = f"unchanged since its {prev.status} load" + (f": {prev.error}" if prev.error else "")
+    return FileSummary(
+        source.label,
+        prev.format,
+        prev.rows_read,
+        prev.rows_loaded,
+        prev.rows_rejected,
+        SKIPPED,
+        note,
+    )
+
+
+def _record(
+    conn: Connection,
+    source: SourceFile,
+    content: Content | None,
+    fmt: str,
+    read: int,
+    loaded: int,
+    rejects: Sequence[Reject],
+    status: str,
+    error: str | None,
+) -> int:
+    """The file's ingest_files row and its rejects (replacing an earlier version's)."""
+    file_id = load.record_file(
+        conn,
+        path=str(source.path),
+        member=source.member,
+        sha256=None if content is None else content.sha256,
+        size=None if content is None else content.size,
+        format=fmt,
+        rows_read=read,
+        rows_loaded=loaded,
+        rows_rejected=len(rejects),
+        status=status,
+        error=error,
+    )
+    load.replace_rejects(conn, file_id=file_id, rejects=rejects)
+    return file_id
+
+
+def _record_bad(
+    engine: Engine,
+    source: SourceFile,
+    content: Content | None,
+    fmt: str,
+    error: str,
+    status: str,
+) -> FileSummary:
+    """Record a file that was refused (QUARANTINED) or could not be loaded (FAILED)."""
+    try:
+        with engine.begin() as conn:
+            _record(conn, source, content, fmt, 0, 0, (), status, error)
+    except SQLAlchemyError as err:
+        log.error("cannot record file outcome", extra={"path": source.label, "error": str(err)})
+        status, error = FAILED, f"{error}; and it cannot be recorded: {_one_line(err)}"
+    return FileSummary(source.label, fmt, 0, 0, 0, status, error)
+
+
+def _verdict(read: int, loaded: int, rejects: Sequence[Reject]) -> tuple[str, str | None]:
+    """Status and error text of a file from its row counts."""
+    if not rejects:
+        return (OK, None) if read else (QUARANTINED, "no data rows")
+    counts = Counter(r.reason for r in rejects)
+    first: dict[Reason, Reject] = {}
+    for r in rejects:
+        first.setdefault(r.reason, r)
+    parts = [
+        f"{reason.value} {n} (first: line {first[reason].line_no}: {first[reason].detail})"
+        for reason, n in counts.most_common(_REASONS_SHOWN)
+    ]
+    more = len(counts) - _REASONS_SHOWN
+    text = f"{len(rejects)} of {read} rows rejected: " + "; ".join(parts)
+    if more > 0:
+        text += f"; and {more} other reason(s)"
+    return (DEGRADED if loaded else QUARANTINED), text
+
+
+def _unknown_station_rejects(
+    blocks: list[tuple[SeriesKey, Rows]], content: Content
+) -> list[Reject]:
+    lines = split_lines(decode(content.data))
+    return [
+        Reject(
+            n,
+            Reason.UNKNOWN_STATION,
+            f"station {key.network}/{key.station} is not in the stations table",
+            clip(lines[n - 1]),
+        )
+        for key, rows in blocks
+        for n in rows.line_nos
+    ]
+
+
+def _refresh_cells(engine: Engine, domain: Domain) -> None:
+    """Grid cells of new stations; a failure is logged (retried next run), the files stay loaded."""
+    try:
+        with engine.begin() as conn:
+            n = load.refresh_station_cells(conn, domain=domain)
+    except SQLAlchemyError as err:
+        log.error("station cells not computed", extra={"error": _one_line(err)})
+        return
+    if n:
+        log.info("station cells computed", extra={"domain": domain.name, "stations": n})
+
+
+def _named(source: SourceFile, err: InputError) -> str:
+    """A parser's message (which names the file by its own name) with the full location."""
+    text, own = str(err), f"{source.name}: "
+    return f"{source.label}: {text[len(own) :] if text.startswith(own) else text}"
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(getattr(err, "orig", None) or err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
