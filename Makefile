@@ -10,10 +10,16 @@ install:
 DEMO_START := 2024-04-01
 DEMO_END := 2024-07-29
 
+# Train on the first 90 days, produce the last week with the frozen random forest.
+TRAIN_END := 2024-06-29
+PRODUCE_START := 2024-07-23
+
 demo: install
 	$(VENV)/smapds db up
 	$(VENV)/smapds synth generate --domain demo --start $(DEMO_START) --days 120
 	$(VENV)/smapds fetch --date $(DEMO_START) --until $(DEMO_END)
+	$(VENV)/smapds train --start $(DEMO_START) --end $(TRAIN_END) --models rf --freeze rf --activate
+	$(VENV)/smapds produce --date $(PRODUCE_START) --until $(DEMO_END)
 	$(VENV)/smapds status
 
 lint: install

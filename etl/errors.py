@@ -66,3 +66,9 @@ class QuarantinedError(InputError):
     """A fetched file failed verification (size, checksum, does not open) and was quarantined."""
 
     status = "QUARANTINED"
+
+
+class ArtifactError(SmapdsError):
+    """A model artifact is missing, modified, or does not fit this software or input stack."""
+
+    status = "FAILED"

@@ -135,6 +135,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fe.set_defaults(handler=cmd_fetch)
 
+    tr = sub.add_parser(
+        "train",
+        help="compare the four downscalers at coarse scale; optionally freeze one",
+        description="Assembles coarse samples (36 km cells x days with a valid retrieval) from the "
+        "fetched inputs, scores random forest, XGBoost, MLP and histogram gradient boosting with "
+        "spatially blocked cross-validation and a temporal hold-out, writes the table (CSV + PNG) "
+        "to data_dir/models, and with --freeze writes and registers an artifact.",
+    )
+    tr.add_argument("--start", type=_day, required=True, metavar="YYYY-MM-DD")
+    tr.add_argument("--end", type=_day, required=True, metavar="YYYY-MM-DD")
+    tr.add_argument("--models", default="rf,xgb,mlp,hgb", help="comma-separated (default all)")
+    tr.add_argument(
+        "--freeze",
+        choices=("rf", "xgb", "mlp", "hgb"),
+        help="fit this model on all samples and freeze it",
+    )
+    tr.add_argument(
+        "--activate", action="store_true", help="make the frozen model the domain's active one"
+    )
+    tr.add_argument("--seed", type=int, default=42)
+    tr.set_defaults(handler=cmd_train)
+
+    pr = sub.add_parser(
+        "produce",
+        help="make the daily 1 km product (COG + STAC + quicklook) for a day or range",
+        description="Downscales each day with the domain's active model: residual correction to "
+        "the valid 36 km retrievals, gap filling elsewhere, QA bits; writes the files atomically "
+        "and registers them. Running a day again gives the same file and row.",
+    )
+    pr.add_argument("--date", type=_day, required=True, metavar="YYYY-MM-DD", help="first day")
+    pr.add_argument("--until", type=_day, metavar="YYYY-MM-DD", help="last day (default: --date)")
+    pr.set_defaults(handler=cmd_produce)
+
+    mo = sub.add_parser("model", help="registered frozen models")
+    mo_sub = mo.add_subparsers(dest="action", required=True, metavar="ACTION")
+    mo_sub.add_parser("list", help="registered models, the active one marked").set_defaults(
+        handler=cmd_model_list
+    )
+    act = mo_sub.add_parser("activate", help="make a registered model the active one")
+    act.add_argument("name")
+    act.set_defaults(handler=cmd_model_activate)
+
     ing = sub.add_parser("ingest", help="load in situ observations into PostGIS (ISMN or CSV)")
     ing_sub = ing.add_subparsers(dest="action", required=True, metavar="FORMAT")
     ism = ing_sub.add_parser(
@@ -337,6 +379,183 @@ def cmd_synth_generate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from service.stacks import stack_factory
+    from service.train import train
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.end < args.start:
+        raise ConfigError(f"--end {args.end} is before --start {args.start}")
+    db = _database(settings)
+    engine = db.engine("writer")
+    try:
+        with engine.connect() as conn:
+            check_schema(conn, db.sql_dir)
+        report = train(
+            engine,
+            stack_factory(settings, engine),
+            data_dir=settings.data_dir,
+            start=args.start,
+            end=args.end,
+            models=models,
+            params=settings.model_params,
+            freeze=args.freeze,
+            activate=args.activate,
+            seed=args.seed,
+            n_jobs=os.cpu_count() or 1,
+        )
+    finally:
+        engine.dispose()
+    print(
+        f"{report.samples} samples from {report.days_used} days "
+        f"({len(report.days_skipped)} days skipped)"
+    )
+    rows: list[tuple[Any, ...]] = [
+        ("model", "CV R", "CV RMSE", "CV bias", "CV ubRMSE", "hold-out R", "hold-out RMSE", "fit s")
+    ]
+    for s in report.scores:
+        rows.append(
+            (
+                s.model,
+                f"{s.cv.r:.3f}",
+                f"{s.cv.rmse:.4f}",
+                f"{s.cv.bias:+.4f}",
+                f"{s.cv.ubrmse:.4f}",
+                f"{s.holdout.r:.3f}",
+                f"{s.holdout.rmse:.4f}",
+                f"{s.fit_seconds:.0f}",
+            )
+        )
+    _print_table(rows)
+    print(f"best (lowest blocked-CV RMSE): {report.best}")
+    print(f"table: {report.table_csv}\nplot:  {report.plot_png}")
+    if report.frozen is not None:
+        print(
+            f"frozen: {report.frozen.name} sha256 {report.frozen.sha256} "
+            f"{'(active)' if args.activate else ''}"
+        )
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
+    import hashlib
+
+    from service.product import produce_day
+    from service.stacks import stack_factory
+    from service.train import active_model
+
+    last = args.until or args.date
+    if last < args.date:
+        raise ConfigError(f"--until {last} is before --date {args.date}")
+    settings_hash = hashlib.sha256(
+        json.dumps(settings.redacted(), sort_keys=True, default=str).encode()
+    ).hexdigest()
+    db = _database(settings)
+    engine = db.engine("writer")
+    rows: list[tuple[Any, ...]] = [
+        (
+            "day",
+            "status",
+            "valid",
+            "gap-filled",
+            "mean",
+            "R vs 36 km",
+            "RMSE vs 36 km",
+            "file / error",
+        )
+    ]
+    bad = 0
+    try:
+        with engine.connect() as conn:
+            check_schema(conn, db.sql_dir)
+        model = active_model(engine, domain=settings.domain, data_dir=settings.data_dir)
+        factory = stack_factory(settings, engine)
+        day = args.date
+        while day <= last:
+            r = produce_day(
+                engine,
+                factory,
+                model,
+                data_dir=settings.data_dir,
+                day=day,
+                settings_hash=settings_hash,
+            )
+            bad += r.path is None
+            st = r.stats
+            rows.append(
+                (
+                    day,
+                    r.status,
+                    _pct(st.get("valid_fraction")),
+                    _pct(st.get("gap_filled_fraction")),
+                    _num(st.get("mean")),
+                    _num(st.get("consistency_r"), 3),
+                    _num(st.get("consistency_rmse")),
+                    r.path or (r.error or "")[:90],
+                )
+            )
+            day += timedelta(days=1)
+    finally:
+        engine.dispose()
+    _print_table(rows)
+    return 1 if bad else 0
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def _num(v: float | None, digits: int = 4) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def cmd_model_list(args: argparse.Namespace, settings: Settings) -> int:
+    db = _database(settings)
+    engine = db.engine("writer")
+    try:
+        with engine.connect() as conn:
+            check_schema(conn, db.sql_dir)
+            result = conn.execute(
+                sa.text(
+                    "SELECT name, kind, domain, train_start, train_end, active, left(sha256, 12) AS sha "
+                    "FROM smapds.models ORDER BY created_at"
+                )
+            )
+            rows: list[tuple[Any, ...]] = [
+                ("name", "kind", "domain", "trained on", "active", "sha256")
+            ]
+            rows += [
+                (
+                    r.name,
+                    r.kind,
+                    r.domain,
+                    f"{r.train_start}..{r.train_end}",
+                    "*" if r.active else "",
+                    r.sha,
+                )
+                for r in result
+            ]
+    finally:
+        engine.dispose()
+    _print_table(rows)
+    return 0
+
+
+def cmd_model_activate(args: argparse.Namespace, settings: Settings) -> int:
+    from service.train import activate_model
+
+    db = _database(settings)
+    engine = db.engine("writer")
+    try:
+        with engine.begin() as conn:
+            check_schema(conn, db.sql_dir)
+            activate_model(conn, name=args.name)
+    finally:
+        engine.dispose()
+    print(f"active model: {args.name}")
+    return 0
+
+
 def cmd_ingest_ismn(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
@@ -415,35 +634,54 @@ def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"--until {last} is before --date {args.date}")
     today = datetime.now(UTC).date()
     engine = db.engine("writer")
-    rows: list[tuple[Any, ...]] = [
-        ("day", "source", "status", "new", "archived", "quarantined", "failed", "detail")
-    ]
-    bad = 0
+    outcomes = []
     try:
         with engine.connect() as conn:
             check_schema(conn, db.sql_dir)
         day = args.date
         while day <= last:
-            for o in fetch_day(
+            outcomes += fetch_day(
                 engine, sources, archive, day, today=today, window_days=settings.latency_window_days
-            ):
-                bad += o.status in ("auth_failed", "quarantined", "partial")
-                rows.append(
-                    (
-                        o.day,
-                        o.source,
-                        o.status,
-                        o.downloaded,
-                        o.already,
-                        o.quarantined,
-                        o.failed,
-                        (o.detail or "")[:80],
-                    )
-                )
+            )
             day += timedelta(days=1)
     finally:
         engine.dispose()
+    if args.date == last:
+        rows: list[tuple[Any, ...]] = [
+            ("source", "status", "new", "archived", "quarantined", "failed", "detail")
+        ]
+        rows += [
+            (
+                o.source,
+                o.status,
+                o.downloaded,
+                o.already,
+                o.quarantined,
+                o.failed,
+                (o.detail or "")[:80],
+            )
+            for o in outcomes
+        ]
+    else:  # one line per source for a range: days by status, files new / already archived
+        rows = [("source", "days by status", "new files", "archived", "quarantined")]
+        for name in sorted({o.source for o in outcomes}):
+            mine = [o for o in outcomes if o.source == name]
+            counts: dict[str, int] = {}
+            for o in mine:
+                counts[o.status] = counts.get(o.status, 0) + 1
+            rows.append(
+                (
+                    name,
+                    ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+                    sum(o.downloaded for o in mine),
+                    sum(o.already for o in mine),
+                    sum(o.quarantined for o in mine),
+                )
+            )
     _print_table(rows)
+    bad = [o for o in outcomes if o.status in ("auth_failed", "quarantined", "partial")]
+    for o in bad:
+        print(f"{o.day} {o.source}: {o.status}: {o.detail}", file=sys.stderr)
     return 1 if bad else 0
 
 

@@ -124,6 +124,30 @@ class Settings(BaseSettings):
         pattern=r"^https?://",
         description="NASA CMR search endpoint (a mirror, or a fake one in tests).",
     )
+    soil_dir: Path | None = Field(
+        default=None,
+        description="SoilGrids layers as <prop>/<prop>_0-5cm_mean.tif; default the synthetic world's.",
+    )
+    dem_path: Path | None = Field(
+        default=None, description="DEM GeoTIFF; default the synthetic world's."
+    )
+    stale_albedo_days: int = Field(
+        default=16, ge=0, description="Albedo older than this: degraded."
+    )
+    stale_et_days: int = Field(default=16, ge=0, description="ET older than this: degraded.")
+    precip_missing_days: int = Field(
+        default=2, ge=0, le=7, description="Missing IMERG days in the 7-day window before degraded."
+    )
+    on_stale: Literal["degrade", "refuse"] = Field(
+        default="degrade", description="A stale day is produced as degraded, or refused."
+    )
+    coarse_pass: Literal["AM", "PM"] = Field(
+        default="AM", description="Preferred SMAP pass; the other fills where it is missing."
+    )
+    model_params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Hyperparameters per model (rf, xgb, mlp, hgb) over models.learners defaults.",
+    )
     pg_bindir: Path | None = Field(
         default=None,
         description="Directory of initdb/pg_ctl/postgres; default: newest /usr/lib/postgresql/*/bin.",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from run_cli import smapds
+
 from service.db import Database
 
 
