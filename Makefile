@@ -1,5 +1,5 @@
 # The two commands of the README. Each installs what is missing first (deploy/bootstrap.sh).
-.PHONY: demo test lint install
+.PHONY: demo test lint install bench-model bench-ingest osse
 
 VENV := .venv/bin
 
@@ -29,3 +29,14 @@ lint: install
 
 test: lint
 	$(VENV)/pytest
+
+# Benchmarks and the OSSE skill check print figures; they are not tests.
+bench-model: install
+	$(VENV)/python scripts/bench_model.py
+
+bench-ingest: install
+	$(VENV)/python scripts/bench_ingest.py --stations 2000 --days 365 --workers 2
+
+osse: install
+	$(VENV)/smapds synth generate --out var/osse/world --domain demo --start 2024-04-01 --days 120
+	$(VENV)/python scripts/osse_skill.py --world var/osse/world --train-days 90

@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from etl.grid import block_expand, block_mean, nesting_factor
 from etl.stack import DailyStack
+from models.metrics import pair_stats
 
 QA_CORRECTED: Final = 1  # corrected to a valid coarse retrieval
 QA_GAP_FILLED: Final = 2  # no valid retrieval in the 36 km cell: model prediction
@@ -88,6 +89,7 @@ def downscale(
     )
     cell_mean, count = block_mean(sm, f)
     has_obs = np.isfinite(coarse) & (count > 0)
+    model_skill = pair_stats(cell_mean[has_obs], coarse[has_obs], min_n=10)
     residual = np.where(has_obs, coarse - cell_mean, np.nan)
     corrected = block_expand(has_obs, f) & valid
     if interpolate_residuals and has_obs.any():
@@ -109,7 +111,15 @@ def downscale(
     qa[~valid] |= QA_NO_DATA
     sm[~valid] = np.nan
     out = sm.astype(np.float32)
-    return Downscaled(out, unc, qa, _stats(out, qa, stack, coarse, has_obs, f))
+    stats = _stats(out, qa, stack, coarse, has_obs, f)
+    # the honest skill figure: the model's own prediction, before correction, at 36 km
+    stats.update(
+        model_r=_finite(model_skill.r),
+        model_rmse=_finite(model_skill.rmse),
+        model_bias=_finite(model_skill.bias),
+        model_n=model_skill.n,
+    )
+    return Downscaled(out, unc, qa, stats)
 
 
 def _clip_conserving(
@@ -161,6 +171,10 @@ def _interpolate(
         est = np.where(wsum > 0, (w * v).sum(axis=1) / wsum, np.nan)
     out[dst[:, 0], dst[:, 1]] = est
     return out
+
+
+def _finite(v: float) -> float | None:
+    return float(v) if np.isfinite(v) else None
 
 
 def _stats(

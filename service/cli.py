@@ -168,6 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--until", type=_day, metavar="YYYY-MM-DD", help="last day (default: --date)")
     pr.set_defaults(handler=cmd_produce)
 
+    bf = sub.add_parser(
+        "backfill",
+        help="produce a range of days in order, skipping days already produced",
+        description="The same as produce for each day from --start to --end, oldest first; days "
+        "that already have a registered product are skipped unless --force.",
+    )
+    bf.add_argument("--start", type=_day, required=True, metavar="YYYY-MM-DD")
+    bf.add_argument("--end", type=_day, required=True, metavar="YYYY-MM-DD")
+    bf.add_argument("--force", action="store_true", help="produce already produced days again")
+    bf.set_defaults(handler=cmd_backfill)
+
     mo = sub.add_parser("model", help="registered frozen models")
     mo_sub = mo.add_subparsers(dest="action", required=True, metavar="ACTION")
     mo_sub.add_parser("list", help="registered models, the active one marked").set_defaults(
@@ -438,15 +449,22 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
+    return _produce(settings, args.date, args.until or args.date, skip_produced=False)
+
+
+def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    return _produce(settings, args.start, args.end, skip_produced=not args.force)
+
+
+def _produce(settings: Settings, first: date, last: date, *, skip_produced: bool) -> int:
     import hashlib
 
     from service.product import produce_day
     from service.stacks import stack_factory
     from service.train import active_model
 
-    last = args.until or args.date
-    if last < args.date:
-        raise ConfigError(f"--until {last} is before --date {args.date}")
+    if last < first:
+        raise ConfigError(f"the last day {last} is before the first {first}")
     settings_hash = hashlib.sha256(
         json.dumps(settings.redacted(), sort_keys=True, default=str).encode()
     ).hexdigest()
@@ -459,8 +477,8 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
             "valid",
             "gap-filled",
             "mean",
-            "R vs 36 km",
-            "RMSE vs 36 km",
+            "R 36 km (model)",
+            "RMSE 36 km (model)",
             "file / error",
         )
     ]
@@ -468,10 +486,24 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with engine.connect() as conn:
             check_schema(conn, db.sql_dir)
+            done = (
+                set(
+                    conn.execute(
+                        sa.text(
+                            "SELECT product_date FROM smapds.products WHERE domain = :d "
+                            "AND product_date BETWEEN :a AND :b"
+                        ),
+                        {"d": settings.domain, "a": first, "b": last},
+                    ).scalars()
+                )
+                if skip_produced
+                else set()
+            )
+        days = [first + timedelta(days=k) for k in range((last - first).days + 1)]
+        todo = [d for d in days if d not in done]
         model = active_model(engine, domain=settings.domain, data_dir=settings.data_dir)
         factory = stack_factory(settings, engine)
-        day = args.date
-        while day <= last:
+        for k, day in enumerate(todo, start=1):
             r = produce_day(
                 engine,
                 factory,
@@ -480,6 +512,7 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
                 day=day,
                 settings_hash=settings_hash,
             )
+            print(f"[{k}/{len(todo)}] {day} {r.status}", file=sys.stderr, flush=True)
             bad += r.path is None
             st = r.stats
             rows.append(
@@ -489,14 +522,15 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
                     _pct(st.get("valid_fraction")),
                     _pct(st.get("gap_filled_fraction")),
                     _num(st.get("mean")),
-                    _num(st.get("consistency_r"), 3),
-                    _num(st.get("consistency_rmse")),
+                    _num(st.get("model_r"), 3),
+                    _num(st.get("model_rmse")),
                     r.path or (r.error or "")[:90],
                 )
             )
-            day += timedelta(days=1)
     finally:
         engine.dispose()
+    if done:
+        print(f"{len(done)} day(s) already produced, skipped (--force to redo)")
     _print_table(rows)
     return 1 if bad else 0
 

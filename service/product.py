@@ -129,6 +129,7 @@ def produce_day(
                 consistency=consistency,
                 provenance=provenance,
                 data_dir=data_dir,
+                bbox=factory.domain.bbox_lonlat(),
             )
             ledger.finish(
                 conn,
@@ -346,15 +347,17 @@ def _register(
     consistency: dict[str, Any],
     provenance: dict[str, Any],
     data_dir: Path,
+    bbox: tuple[float, float, float, float],
 ) -> None:
     conn.execute(
         sa.text("""
         INSERT INTO smapds.products AS p
             (domain, product_date, path, sha256, stac_path, model_name, model_sha256, status,
              valid_fraction, gap_filled_fraction, sm_min, sm_mean, sm_max, consistency_r,
-             consistency_rmse, inputs, software_version)
+             consistency_rmse, model_r, model_rmse, footprint, inputs, software_version)
         VALUES (:domain, :day, :path, :sha, :stac, :model, :model_sha, :status, :valid, :gap,
-                :mn, :mean, :mx, :cr, :crmse, CAST(:inputs AS jsonb), :version)
+                :mn, :mean, :mx, :cr, :crmse, :mr, :mrmse,
+                ST_MakeEnvelope(:w, :s, :e, :n, 4326), CAST(:inputs AS jsonb), :version)
         ON CONFLICT (domain, product_date) DO UPDATE SET
             path = EXCLUDED.path, sha256 = EXCLUDED.sha256, stac_path = EXCLUDED.stac_path,
             model_name = EXCLUDED.model_name, model_sha256 = EXCLUDED.model_sha256,
@@ -362,6 +365,8 @@ def _register(
             gap_filled_fraction = EXCLUDED.gap_filled_fraction, sm_min = EXCLUDED.sm_min,
             sm_mean = EXCLUDED.sm_mean, sm_max = EXCLUDED.sm_max,
             consistency_r = EXCLUDED.consistency_r, consistency_rmse = EXCLUDED.consistency_rmse,
+            model_r = EXCLUDED.model_r, model_rmse = EXCLUDED.model_rmse,
+            footprint = EXCLUDED.footprint,
             inputs = EXCLUDED.inputs, software_version = EXCLUDED.software_version
     """),
         {
@@ -380,6 +385,12 @@ def _register(
             "mx": stats["max"],
             "cr": consistency["consistency_r"],
             "crmse": consistency["consistency_rmse"],
+            "mr": stats.get("model_r"),
+            "mrmse": stats.get("model_rmse"),
+            "w": bbox[0],
+            "s": bbox[1],
+            "e": bbox[2],
+            "n": bbox[3],
             "inputs": json.dumps(provenance),
             "version": __version__,
         },

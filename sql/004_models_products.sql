@@ -45,6 +45,9 @@ CREATE TABLE smapds.products (
     sm_max              double precision,
     consistency_r       double precision,
     consistency_rmse    double precision,
+    model_r             double precision,
+    model_rmse          double precision,
+    footprint           geometry(Polygon, 4326) NOT NULL,
     inputs              jsonb       NOT NULL,
     software_version    text        NOT NULL,
     created_at          timestamptz NOT NULL DEFAULT now(),
@@ -67,6 +70,10 @@ COMMENT ON COLUMN smapds.products.sm_mean IS 'Mean soil moisture over valid pixe
 COMMENT ON COLUMN smapds.products.sm_max IS 'Maximum soil moisture (m3/m3).';
 COMMENT ON COLUMN smapds.products.consistency_r IS 'Pearson R of the map aggregated to 36 km against the retrieval.';
 COMMENT ON COLUMN smapds.products.consistency_rmse IS 'RMSE (m3/m3) of the map aggregated to 36 km against the retrieval.';
+COMMENT ON COLUMN smapds.products.model_r IS 'Pearson R at 36 km of the model''s own prediction (before correction) against the retrieval: the honest skill figure.';
+COMMENT ON COLUMN smapds.products.model_rmse IS 'RMSE (m3/m3) at 36 km of the model''s own prediction against the retrieval.';
+COMMENT ON COLUMN smapds.products.footprint IS 'The product''s extent in lon/lat.';
+CREATE INDEX products_footprint_idx ON smapds.products USING gist (footprint);
 COMMENT ON COLUMN smapds.products.inputs IS 'Input granules (source, id, sha256) and their staleness.';
 COMMENT ON COLUMN smapds.products.software_version IS 'smapds version that wrote the product.';
 COMMENT ON COLUMN smapds.products.created_at IS 'When the product was registered.';

@@ -68,6 +68,7 @@ def test_a_day_is_written_as_cog_stac_and_quicklook_and_registered(
         assert ds.scales[:2] == (1e-4, 1e-4) and ds.nodata == -32768
         assert ds.descriptions == ("soil_moisture", "soil_moisture_uncertainty", "qa_flags")
         assert ds.overviews(1) and ds.profile["tiled"] and ds.profile["compress"] == "zstd"
+        assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"  # GDAL's own COG check
         sm = ds.read(1).astype(float)
         qa = ds.read(3)
     valid = sm != -32768
@@ -97,6 +98,16 @@ def test_a_day_is_written_as_cog_stac_and_quicklook_and_registered(
             {"d": DAYS[-1]},
         ).one()
     assert row.status == "OK" and row.model_name == model.name and led.status == "OK"
+    assert row.model_r is not None and row.model_rmse > row.consistency_rmse
+    with writer.connect() as conn:
+        inside = conn.execute(
+            sa.text(
+                "SELECT ST_Contains(footprint, ST_SetSRID(ST_MakePoint(115.4, 34.8), 4326)) "
+                "FROM smapds.products WHERE product_date = :d"
+            ),
+            {"d": DAYS[-1]},
+        ).scalar()
+    assert inside
     assert (settings.data_dir / row.path).is_file()
 
 
@@ -213,3 +224,22 @@ def test_training_again_reuses_the_frozen_artifact(
             seed=3,
             n_jobs=2,
         )
+
+
+def test_backfill_produces_missing_days_in_order_and_skips_done_ones(
+    setup: tuple[Settings, StackFactory], database: object, demo_world: Path
+) -> None:
+    from run_cli import smapds
+
+    settings, _ = setup
+    env = {
+        "SMAPDS_DATABASE_URL": database.url("writer"),  # type: ignore[attr-defined]
+        "SMAPDS_DATA_DIR": str(settings.data_dir),
+        "SMAPDS_SYNTHETIC_DIR": str(demo_world),
+        "SMAPDS_DOMAIN": "demo",
+    }
+    result = smapds("backfill", "--start", "2024-04-06", "--end", "2024-04-08", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "2 day(s) already produced, skipped" in result.stdout
+    assert "[1/1] 2024-04-06 OK" in result.stderr
+    assert (settings.data_dir / "products/demo/2024/smapds_sm_1km_demo_20240406.tif").is_file()
