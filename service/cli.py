@@ -6,16 +6,18 @@ Exit codes: 0 success, 1 an operation failed (the message says what), 2 bad usag
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from etl.archive import Archive
 from etl.errors import ConfigError, SmapdsError
@@ -262,6 +264,19 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
+@contextlib.contextmanager
+def _writer(settings: Settings) -> Iterator[Engine]:
+    """The service's engine on a database whose schema this software knows; disposed after."""
+    db = _database(settings)
+    engine = db.engine("writer")
+    try:
+        with engine.connect() as conn:
+            check_schema(conn, db.sql_dir)
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def _database(settings: Settings) -> Database:
     return Database.from_settings(settings, sql_dir=default_sql_dir())
 
@@ -397,11 +412,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.end < args.start:
         raise ConfigError(f"--end {args.end} is before --start {args.start}")
-    db = _database(settings)
-    engine = db.engine("writer")
-    try:
-        with engine.connect() as conn:
-            check_schema(conn, db.sql_dir)
+    with _writer(settings) as engine:
         report = train(
             engine,
             stack_factory(settings, engine),
@@ -415,8 +426,6 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
             seed=args.seed,
             n_jobs=os.cpu_count() or 1,
         )
-    finally:
-        engine.dispose()
     print(
         f"{report.samples} samples from {report.days_used} days "
         f"({len(report.days_skipped)} days skipped)"
@@ -468,8 +477,6 @@ def _produce(settings: Settings, first: date, last: date, *, skip_produced: bool
     settings_hash = hashlib.sha256(
         json.dumps(settings.redacted(), sort_keys=True, default=str).encode()
     ).hexdigest()
-    db = _database(settings)
-    engine = db.engine("writer")
     rows: list[tuple[Any, ...]] = [
         (
             "day",
@@ -483,9 +490,8 @@ def _produce(settings: Settings, first: date, last: date, *, skip_produced: bool
         )
     ]
     bad = 0
-    try:
+    with _writer(settings) as engine:
         with engine.connect() as conn:
-            check_schema(conn, db.sql_dir)
             done = (
                 set(
                     conn.execute(
@@ -527,8 +533,6 @@ def _produce(settings: Settings, first: date, last: date, *, skip_produced: bool
                     r.path or (r.error or "")[:90],
                 )
             )
-    finally:
-        engine.dispose()
     if done:
         print(f"{len(done)} day(s) already produced, skipped (--force to redo)")
     _print_table(rows)
@@ -544,33 +548,25 @@ def _num(v: float | None, digits: int = 4) -> str:
 
 
 def cmd_model_list(args: argparse.Namespace, settings: Settings) -> int:
-    db = _database(settings)
-    engine = db.engine("writer")
-    try:
-        with engine.connect() as conn:
-            check_schema(conn, db.sql_dir)
-            result = conn.execute(
-                sa.text(
-                    "SELECT name, kind, domain, train_start, train_end, active, left(sha256, 12) AS sha "
-                    "FROM smapds.models ORDER BY created_at"
-                )
+    with _writer(settings) as engine, engine.connect() as conn:
+        result = conn.execute(
+            sa.text(
+                "SELECT name, kind, domain, train_start, train_end, active, left(sha256, 12) AS sha "
+                "FROM smapds.models ORDER BY created_at"
             )
-            rows: list[tuple[Any, ...]] = [
-                ("name", "kind", "domain", "trained on", "active", "sha256")
-            ]
-            rows += [
-                (
-                    r.name,
-                    r.kind,
-                    r.domain,
-                    f"{r.train_start}..{r.train_end}",
-                    "*" if r.active else "",
-                    r.sha,
-                )
-                for r in result
-            ]
-    finally:
-        engine.dispose()
+        )
+        rows: list[tuple[Any, ...]] = [("name", "kind", "domain", "trained on", "active", "sha256")]
+        rows += [
+            (
+                r.name,
+                r.kind,
+                r.domain,
+                f"{r.train_start}..{r.train_end}",
+                "*" if r.active else "",
+                r.sha,
+            )
+            for r in result
+        ]
     _print_table(rows)
     return 0
 
@@ -578,14 +574,8 @@ def cmd_model_list(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_model_activate(args: argparse.Namespace, settings: Settings) -> int:
     from service.train import activate_model
 
-    db = _database(settings)
-    engine = db.engine("writer")
-    try:
-        with engine.begin() as conn:
-            check_schema(conn, db.sql_dir)
-            activate_model(conn, name=args.name)
-    finally:
-        engine.dispose()
+    with _writer(settings) as engine, engine.begin() as conn:
+        activate_model(conn, name=args.name)
     print(f"active model: {args.name}")
     return 0
 
@@ -611,14 +601,8 @@ def cmd_ingest_csv(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ingest(settings: Settings, run: Callable[[Any], list[ingest.FileSummary]]) -> int:
-    db = _database(settings)
-    engine = db.engine("writer")
-    try:
-        with engine.connect() as conn:
-            check_schema(conn, db.sql_dir)
+    with _writer(settings) as engine:
         summaries = run(engine)
-    finally:
-        engine.dispose()
     rows: list[tuple[Any, ...]] = [
         ("file", "format", "read", "loaded", "rejected", "status", "error")
     ]
@@ -658,7 +642,6 @@ def cmd_convert(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
-    db = _database(settings)
     sources = build_sources(settings, only=args.source)
     archive = Archive(
         root=settings.data_dir / "archive", quarantine=settings.data_dir / "quarantine"
@@ -667,19 +650,14 @@ def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
     if last < args.date:
         raise ConfigError(f"--until {last} is before --date {args.date}")
     today = datetime.now(UTC).date()
-    engine = db.engine("writer")
     outcomes = []
-    try:
-        with engine.connect() as conn:
-            check_schema(conn, db.sql_dir)
+    with _writer(settings) as engine:
         day = args.date
         while day <= last:
             outcomes += fetch_day(
                 engine, sources, archive, day, today=today, window_days=settings.latency_window_days
             )
             day += timedelta(days=1)
-    finally:
-        engine.dispose()
     if args.date == last:
         rows: list[tuple[Any, ...]] = [
             ("source", "status", "new", "archived", "quarantined", "failed", "detail")

@@ -243,3 +243,29 @@ def test_backfill_produces_missing_days_in_order_and_skips_done_ones(
     assert "2 day(s) already produced, skipped" in result.stdout
     assert "[1/1] 2024-04-06 OK" in result.stderr
     assert (settings.data_dir / "products/demo/2024/smapds_sm_1km_demo_20240406.tif").is_file()
+
+
+def test_fetch_model_list_and_activate_from_the_command_line(
+    setup: tuple[Settings, StackFactory], database: object, demo_world: Path
+) -> None:
+    from run_cli import smapds
+
+    settings, _ = setup
+    env = {
+        "SMAPDS_DATABASE_URL": database.url("writer"),  # type: ignore[attr-defined]
+        "SMAPDS_DATA_DIR": str(settings.data_dir),
+        "SMAPDS_SYNTHETIC_DIR": str(demo_world),
+        "SMAPDS_DOMAIN": "demo",
+    }
+    fetched = smapds("fetch", "--date", "2024-04-03", "--source", "SPL3SMP", env=env)
+    assert fetched.returncode == 0, fetched.stderr
+    assert "SPL3SMP  fetched  0    1" in fetched.stdout  # already archived, nothing new
+    ranged = smapds("fetch", "--date", "2024-04-01", "--until", "2024-04-08", env=env)
+    assert ranged.returncode == 0 and "fetched 8" in ranged.stdout
+    listed = smapds("model", "list", env=env)
+    assert listed.returncode == 0 and "rf-demo-20240401-20240408" in listed.stdout
+    assert "*" in listed.stdout
+    missing = smapds("model", "activate", "no-such-model", env=env)
+    assert missing.returncode == 1 and "no registered model named 'no-such-model'" in missing.stderr
+    again = smapds("model", "activate", "rf-demo-20240401-20240408", env=env)
+    assert again.returncode == 0
