@@ -16,7 +16,6 @@ from etl.grid import block_mean, get_domain
 from etl.stack import DailyStack, InputNames, StalenessLimits, build_stack
 from etl.static import SOIL_PROPERTIES, static_layers
 from models.downscale import (
-    QA_CLIPPED,
     QA_CORRECTED,
     QA_DEGRADED,
     QA_GAP_FILLED,
@@ -194,7 +193,6 @@ def test_gap_cells_can_take_interpolated_residuals(
     assert has.sum() > 1000 and np.all(hole[has] & QA_RESIDUAL_INTERPOLATED)
     assert np.all(out.qa[np.isfinite(out.soil_moisture)] & QA_DEGRADED)
     assert out.stats["degraded"] is True
-    _ = QA_CLIPPED  # the bit exists for clipped pixels (see test above)
 
 
 def test_truth_is_better_matched_than_by_the_coarse_field_alone(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -186,7 +185,6 @@ def test_a_tampered_active_model_is_refused(
     victim.write_bytes(bytes(blob))
     with pytest.raises(ArtifactError, match="modified"):
         active_model(writer, domain="demo", data_dir=copy)
-    _ = replace
 
 
 def test_training_again_reuses_the_frozen_artifact(
