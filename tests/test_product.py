@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 import rasterio
 import sqlalchemy as sa
+from run_cli import smapds
 from sqlalchemy.engine import Engine
 
 from etl.archive import Archive
+from service.db import Database
 from service.fetch import fetch_day
 from service.product import produce_day
 from service.settings import Settings
@@ -224,18 +226,24 @@ def test_training_again_reuses_the_frozen_artifact(
         )
 
 
-def test_backfill_produces_missing_days_in_order_and_skips_done_ones(
-    setup: tuple[Settings, StackFactory], database: object, demo_world: Path
-) -> None:
-    from run_cli import smapds
-
+@pytest.fixture(scope="module")
+def cli_env(
+    setup: tuple[Settings, StackFactory], database: Database, demo_world: Path
+) -> dict[str, str]:
+    """The environment an operator would have for this module's database and data directory."""
     settings, _ = setup
-    env = {
-        "SMAPDS_DATABASE_URL": database.url("writer"),  # type: ignore[attr-defined]
+    return {
+        "SMAPDS_DATABASE_URL": database.url("writer"),
         "SMAPDS_DATA_DIR": str(settings.data_dir),
         "SMAPDS_SYNTHETIC_DIR": str(demo_world),
         "SMAPDS_DOMAIN": "demo",
     }
+
+
+def test_backfill_produces_missing_days_in_order_and_skips_done_ones(
+    setup: tuple[Settings, StackFactory], cli_env: dict[str, str]
+) -> None:
+    settings, env = setup[0], cli_env
     result = smapds("backfill", "--start", "2024-04-06", "--end", "2024-04-08", env=env)
     assert result.returncode == 0, result.stderr
     assert "2 day(s) already produced, skipped" in result.stdout
@@ -243,18 +251,8 @@ def test_backfill_produces_missing_days_in_order_and_skips_done_ones(
     assert (settings.data_dir / "products/demo/2024/smapds_sm_1km_demo_20240406.tif").is_file()
 
 
-def test_fetch_model_list_and_activate_from_the_command_line(
-    setup: tuple[Settings, StackFactory], database: object, demo_world: Path
-) -> None:
-    from run_cli import smapds
-
-    settings, _ = setup
-    env = {
-        "SMAPDS_DATABASE_URL": database.url("writer"),  # type: ignore[attr-defined]
-        "SMAPDS_DATA_DIR": str(settings.data_dir),
-        "SMAPDS_SYNTHETIC_DIR": str(demo_world),
-        "SMAPDS_DOMAIN": "demo",
-    }
+def test_fetch_model_list_and_activate_from_the_command_line(cli_env: dict[str, str]) -> None:
+    env = cli_env
     fetched = smapds("fetch", "--date", "2024-04-03", "--source", "SPL3SMP", env=env)
     assert fetched.returncode == 0, fetched.stderr
     assert "SPL3SMP  fetched  0    1" in fetched.stdout  # already archived, nothing new
