@@ -199,19 +199,10 @@ def build_stack(
         },
     )
 
-    coarse36 = coarse9 = None
-    for res, name in ((36, names.smap36), (9, names.smap9)):
-        if name is None:
-            continue
-        files = list(catalog(name, day))
-        if not files:
-            continue
-        used.append(files[0])
-        ds = _coarse(files[0].path, domain, prefer=prefer)
-        if res == 36:
-            coarse36 = ds
-        else:
-            coarse9 = ds
+    coarse36, coarse9, coarse_files = coarse_retrievals(
+        day, domain=domain, catalog=catalog, names=names, prefer=prefer
+    )
+    used += coarse_files
     land = static["land"].values.astype(bool)
     return DailyStack(
         day=day,
@@ -224,6 +215,25 @@ def build_stack(
         staleness_days=stale,
         degraded_reasons=tuple(reasons),
     )
+
+
+def coarse_retrievals(
+    day: date,
+    *,
+    domain: Domain,
+    catalog: Catalog,
+    names: InputNames,
+    prefer: Literal["AM", "PM"],
+) -> tuple[xr.Dataset | None, xr.Dataset | None, list[ArchivedFile]]:
+    """The day's 36 km and 9 km retrievals on the domain (None where there is no granule)."""
+    found: dict[int, xr.Dataset] = {}
+    used: list[ArchivedFile] = []
+    for res, name in ((36, names.smap36), (9, names.smap9)):
+        files = list(catalog(name, day)) if name is not None else []
+        if files:
+            used.append(files[0])
+            found[res] = _coarse(files[0].path, domain, prefer=prefer)
+    return found.get(36), found.get(9), used
 
 
 def _newest(

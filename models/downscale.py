@@ -58,6 +58,8 @@ class Downscaled:
     uncertainty: FloatMap
     qa: npt.NDArray[np.uint8]
     stats: dict[str, Any] = field(default_factory=dict)
+    prediction: FloatMap | None = None
+    """The model's own prediction before correction and clipping (NaN where no value)."""
 
 
 def downscale(
@@ -112,6 +114,7 @@ def downscale(
     sm[~valid] = np.nan
     out = sm.astype(np.float32)
     stats = _stats(out, qa, stack, coarse, has_obs, f)
+    stats.update(_uncertainty_summary(unc[valid]))
     # the honest skill figure: the model's own prediction, before correction, at 36 km
     stats.update(
         model_r=_finite(model_skill.r),
@@ -119,7 +122,8 @@ def downscale(
         model_bias=_finite(model_skill.bias),
         model_n=model_skill.n,
     )
-    return Downscaled(out, unc, qa, stats)
+    pred[~valid] = np.nan
+    return Downscaled(out, unc, qa, stats, prediction=pred)
 
 
 def _clip_conserving(
@@ -171,6 +175,20 @@ def _interpolate(
         est = np.where(wsum > 0, (w * v).sum(axis=1) / wsum, np.nan)
     out[dst[:, 0], dst[:, 1]] = est
     return out
+
+
+def _uncertainty_summary(unc: FloatMap) -> dict[str, float | None]:
+    """Distribution of the per-pixel uncertainty (m3/m3) over the predicted pixels."""
+    unc = unc[np.isfinite(unc)]
+    if not unc.size:
+        return {"unc_mean": None, "unc_p10": None, "unc_p50": None, "unc_p90": None}
+    p10, p50, p90 = np.percentile(unc.astype(np.float64), [10, 50, 90])
+    return {
+        "unc_mean": float(unc.mean(dtype=np.float64)),
+        "unc_p10": float(p10),
+        "unc_p50": float(p50),
+        "unc_p90": float(p90),
+    }
 
 
 def _finite(v: float) -> float | None:

@@ -181,6 +181,18 @@ def build_parser() -> argparse.ArgumentParser:
     bf.add_argument("--force", action="store_true", help="produce already produced days again")
     bf.set_defaults(handler=cmd_backfill)
 
+    co = sub.add_parser(
+        "collocate",
+        help="pair stations with the products of a range of days (in situ vs 1 km vs coarse)",
+        description="For each produced day in the range, one row per station of the domain in "
+        "smapds.collocations: the in situ value around the overpass (G observations only), the "
+        "product at the station's pixel and the coarse retrievals at its cells. Idempotent; "
+        "produce and ingest run it for the days they touch.",
+    )
+    co.add_argument("--start", type=_day, required=True, metavar="YYYY-MM-DD")
+    co.add_argument("--end", type=_day, metavar="YYYY-MM-DD", help="last day (default: --start)")
+    co.set_defaults(handler=cmd_collocate)
+
     mo = sub.add_parser("model", help="registered frozen models")
     mo_sub = mo.add_subparsers(dest="action", required=True, metavar="ACTION")
     mo_sub.add_parser("list", help="registered models, the active one marked").set_defaults(
@@ -468,6 +480,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
 def _produce(settings: Settings, first: date, last: date, *, skip_produced: bool) -> int:
     import hashlib
 
+    from service.collocate import collocate_day, overpass_window
     from service.product import produce_day
     from service.stacks import stack_factory
     from service.train import active_model
@@ -518,6 +531,14 @@ def _produce(settings: Settings, first: date, last: date, *, skip_produced: bool
                 day=day,
                 settings_hash=settings_hash,
             )
+            if r.path is not None:
+                collocate_day(
+                    engine,
+                    factory,
+                    data_dir=settings.data_dir,
+                    day=day,
+                    window=overpass_window(settings),
+                )
             print(f"[{k}/{len(todo)}] {day} {r.status}", file=sys.stderr, flush=True)
             bad += r.path is None
             st = r.stats
@@ -537,6 +558,33 @@ def _produce(settings: Settings, first: date, last: date, *, skip_produced: bool
         print(f"{len(done)} day(s) already produced, skipped (--force to redo)")
     _print_table(rows)
     return 1 if bad else 0
+
+
+def cmd_collocate(args: argparse.Namespace, settings: Settings) -> int:
+    from service.collocate import collocate_day, overpass_window, product_days
+    from service.stacks import stack_factory
+
+    last = args.end or args.start
+    if last < args.start:
+        raise ConfigError(f"--end {last} is before --start {args.start}")
+    rows: list[tuple[Any, ...]] = [("day", "stations", "with in situ", "rows changed")]
+    with _writer(settings) as engine:
+        factory = stack_factory(settings, engine)
+        days = product_days(engine, domain=settings.domain, first=args.start, last=last)
+        for day in days:
+            c = collocate_day(
+                engine,
+                factory,
+                data_dir=settings.data_dir,
+                day=day,
+                window=overpass_window(settings),
+            )
+            rows.append((day, c.stations, c.with_insitu, c.changed))
+    if not days:
+        print(f"no product between {args.start} and {last}: nothing to collocate")
+        return 0
+    _print_table(rows)
+    return 0
 
 
 def _pct(v: float | None) -> str:

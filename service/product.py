@@ -9,7 +9,9 @@ the same row.
 Encoding: soil moisture and uncertainty as int16 with scale 1e-4 m3/m3 and nodata -32768: half the
 size of float32, with a quantisation step (1e-4) a hundred times finer than the retrieval error
 (~0.04 m3/m3); QA bits (models.downscale.QA_BITS) in the third band, int16 as the others (a
-GeoTIFF has one data type for all bands). ZSTD with the horizontal predictor,
+GeoTIFF has one data type for all bands); the model's own prediction before residual correction
+and clipping in the fourth (same encoding), so collocation and validation can show what the
+correction adds. ZSTD with the horizontal predictor,
 256-pixel internal tiles, overviews by nearest neighbour (one method for all bands; averaging
 would mix QA bits).
 """
@@ -180,7 +182,7 @@ def _write_cog(
         "driver": "GTiff",
         "width": cols,
         "height": rows,
-        "count": 3,
+        "count": 4,
         "dtype": "int16",
         "crs": "EPSG:6933",
         "transform": factory.domain.transform(1),
@@ -191,15 +193,20 @@ def _write_cog(
             dst.write(_encode(result.soil_moisture), 1)
             dst.write(_encode(result.uncertainty), 2)
             dst.write(result.qa.astype(np.int16), 3)
+            prediction = result.prediction
+            if prediction is None:
+                raise ValueError("the downscaled day carries no model prediction")
+            dst.write(_encode(prediction), 4)
             for band, desc, units in (
                 (1, "soil_moisture", "m3/m3"),
                 (2, "soil_moisture_uncertainty", "m3/m3"),
                 (3, "qa_flags", "bits"),
+                (4, "soil_moisture_model", "m3/m3"),
             ):
                 dst.set_band_description(band, desc)
                 dst.update_tags(band, units=units)
-            dst.scales = (SCALE, SCALE, 1.0)
-            dst.offsets = (0.0, 0.0, 0.0)
+            dst.scales = (SCALE, SCALE, 1.0, SCALE)
+            dst.offsets = (0.0, 0.0, 0.0, 0.0)
             dst.update_tags(3, **{f"bit_{v}": k for k, v in QA_BITS.items()})
             dst.update_tags(
                 product="smapds daily 1 km surface soil moisture",
@@ -302,7 +309,10 @@ def _write_stac(
             href=cog.name,
             media_type=pystac.MediaType.COG,
             roles=["data"],
-            title="soil moisture, uncertainty (int16, scale 1e-4 m3/m3, nodata -32768), QA (bits)",
+            title=(
+                "soil moisture, uncertainty, QA (bits), model prediction before correction "
+                "(int16, scale 1e-4 m3/m3, nodata -32768)"
+            ),
             extra_fields={"file:checksum_sha256": _sha256(cog)},
         ),
     )
@@ -354,9 +364,10 @@ def _register(
         INSERT INTO smapds.products AS p
             (domain, product_date, path, sha256, stac_path, model_name, model_sha256, status,
              valid_fraction, gap_filled_fraction, sm_min, sm_mean, sm_max, consistency_r,
-             consistency_rmse, model_r, model_rmse, footprint, inputs, software_version)
+             consistency_rmse, model_r, model_rmse, unc_mean, unc_p10, unc_p50, unc_p90, footprint,
+             inputs, software_version)
         VALUES (:domain, :day, :path, :sha, :stac, :model, :model_sha, :status, :valid, :gap,
-                :mn, :mean, :mx, :cr, :crmse, :mr, :mrmse,
+                :mn, :mean, :mx, :cr, :crmse, :mr, :mrmse, :um, :u10, :u50, :u90,
                 ST_MakeEnvelope(:w, :s, :e, :n, 4326), CAST(:inputs AS jsonb), :version)
         ON CONFLICT (domain, product_date) DO UPDATE SET
             path = EXCLUDED.path, sha256 = EXCLUDED.sha256, stac_path = EXCLUDED.stac_path,
@@ -366,6 +377,8 @@ def _register(
             sm_mean = EXCLUDED.sm_mean, sm_max = EXCLUDED.sm_max,
             consistency_r = EXCLUDED.consistency_r, consistency_rmse = EXCLUDED.consistency_rmse,
             model_r = EXCLUDED.model_r, model_rmse = EXCLUDED.model_rmse,
+            unc_mean = EXCLUDED.unc_mean, unc_p10 = EXCLUDED.unc_p10,
+            unc_p50 = EXCLUDED.unc_p50, unc_p90 = EXCLUDED.unc_p90,
             footprint = EXCLUDED.footprint,
             inputs = EXCLUDED.inputs, software_version = EXCLUDED.software_version
     """),
@@ -387,6 +400,10 @@ def _register(
             "crmse": consistency["consistency_rmse"],
             "mr": stats.get("model_r"),
             "mrmse": stats.get("model_rmse"),
+            "um": stats.get("unc_mean"),
+            "u10": stats.get("unc_p10"),
+            "u50": stats.get("unc_p50"),
+            "u90": stats.get("unc_p90"),
             "w": bbox[0],
             "s": bbox[1],
             "e": bbox[2],

@@ -8,12 +8,22 @@ A bad value raises :class:`ConfigError` with one line naming the variable and wh
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -144,6 +154,32 @@ class Settings(BaseSettings):
     coarse_pass: Literal["AM", "PM"] = Field(
         default="AM", description="Preferred SMAP pass; the other fills where it is missing."
     )
+    overpass_half_window_hours: float = Field(
+        default=3.0,
+        gt=0,
+        le=12,
+        description="In situ values count within this many hours of the overpass (6:00 local "
+        "solar time for AM, 18:00 for PM).",
+    )
+    surface_max_depth_m: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Deepest sensor top (m) that counts as surface soil moisture.",
+    )
+    validation_min_pairs: int = Field(
+        default=10, ge=3, description="Fewer pairs than this: INSUFFICIENT_DATA."
+    )
+    validation_min_triplets: int = Field(
+        default=100,
+        ge=10,
+        description="Fewer triplets than this: triple collocation INSUFFICIENT_DATA.",
+    )
+    validation_windows_days: tuple[int, ...] = Field(
+        default=(30, 90, 365),
+        description="Rolling windows (days, ending on the latest product day) of the statistics; "
+        "all time is always kept too.",
+    )
     model_params: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Hyperparameters per model (rf, xgb, mlp, hgb) over models.learners defaults.",
@@ -151,6 +187,65 @@ class Settings(BaseSettings):
     pg_bindir: Path | None = Field(
         default=None,
         description="Directory of initdb/pg_ctl/postgres; default: newest /usr/lib/postgresql/*/bin.",
+    )
+
+    # -- the service (`smapds serve`) --------------------------------------------------------------
+    service_first_date: date | None = Field(
+        default=None,
+        description="First product day the service is responsible for (catch-up starts here); "
+        "unset: the latency window before the newest due day, so a fresh install does not backfill.",
+    )
+    product_lag_days: int = Field(
+        default=2,
+        ge=0,
+        le=60,
+        description="The product job works on days up to today minus this (SMAP L3 comes ~2 days late).",
+    )
+    product_cron: str = Field(
+        default="30 3 * * *", description="When the daily product job runs (crontab fields, UTC)."
+    )
+    ingest_cron: str = Field(
+        default="15 * * * *", description="When the in situ ingest job runs (crontab fields, UTC)."
+    )
+    ingest_dir: Path | None = Field(
+        default=None,
+        description="Drop folder of the ingest job: ISMN zips, folders and files, and CSV pairs "
+        "NAME_stations.csv + NAME_observations.csv; unset: no ingest job.",
+    )
+    http_address: str = Field(
+        default="127.0.0.1", description="IP address of the /metrics, /healthz, /readyz endpoint."
+    )
+    http_port: int = Field(
+        default=9640, ge=0, le=65535, description="Port of that endpoint (0: any free port)."
+    )
+    stage_timeout_seconds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per stage (fetch, product, ingest, hook, or a hook's own name), the seconds "
+        "after which it is stopped; over the defaults in service/pipeline.py.",
+    )
+    stale_running_seconds: float = Field(
+        default=600,
+        gt=0,
+        description="A RUNNING ledger row whose heartbeat is older than this was left by a dead "
+        "process; its day is run again.",
+    )
+    stop_grace_seconds: float = Field(
+        default=60,
+        ge=0,
+        description="On SIGTERM, how long the current stage may run on before it is stopped.",
+    )
+    sim_epoch_date: date | None = Field(
+        default=None,
+        description="Accelerated clock (tests, demos): the simulated day at sim_epoch_utc.",
+    )
+    sim_epoch_utc: datetime | None = Field(
+        default=None, description="Accelerated clock: the wall time (with zone) of sim_epoch_date."
+    )
+    sim_day_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        validate_default=True,
+        description="Accelerated clock: wall seconds per simulated day.",
     )
 
     @field_validator("domain")
@@ -182,6 +277,43 @@ class Settings(BaseSettings):
     def _bindir_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not (value / "pg_ctl").is_file():
             raise ValueError(f"{value} holds no pg_ctl")
+        return value
+
+    @field_validator("product_cron", "ingest_cron")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value, timezone=UTC)
+        except ValueError as err:
+            raise ValueError(f"not a crontab expression ({err}): {value!r}") from None
+        return value
+
+    @field_validator("http_address")
+    @classmethod
+    def _ip_address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"not an IP address: {value!r}") from None
+        return value
+
+    @field_validator("sim_epoch_utc")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("needs a time zone, e.g. 2024-04-06T00:00:00Z")
+        return None if value is None else value.astimezone(UTC)
+
+    @field_validator("sim_day_seconds")
+    @classmethod
+    def _simulation_complete(cls, value: float | None, info: ValidationInfo) -> float | None:
+        given = [info.data.get("sim_epoch_date"), info.data.get("sim_epoch_utc"), value]
+        if any(v is not None for v in given) and any(v is None for v in given):
+            raise ValueError(
+                "sim_epoch_date, sim_epoch_utc and sim_day_seconds go together: set all or none"
+            )
         return value
 
     @classmethod

@@ -13,7 +13,14 @@ from sqlalchemy.engine import Engine
 
 from etl.errors import ConfigError
 from etl.grid import Domain, get_domain
-from etl.stack import DailyStack, InputNames, StalenessLimits, build_stack
+from etl.stack import (
+    ArchivedFile,
+    DailyStack,
+    InputNames,
+    StalenessLimits,
+    build_stack,
+    coarse_retrievals,
+)
 from etl.static import SOIL_PROPERTIES, static_layers
 from service.inventory import catalog
 from service.settings import Settings
@@ -40,6 +47,16 @@ class StackFactory:
             names=InputNames(),
             limits=self.limits,
             on_stale=self.on_stale,
+            prefer=self.prefer,
+        )
+
+    def coarse(self, day: date) -> tuple[xr.Dataset | None, xr.Dataset | None, list[ArchivedFile]]:
+        """Only the day's 36 km and 9 km retrievals (what collocation needs), as the stack has them."""
+        return coarse_retrievals(
+            day,
+            domain=self.domain,
+            catalog=catalog(self.engine, data_dir=self.data_dir),
+            names=InputNames(),
             prefer=self.prefer,
         )
 

@@ -64,10 +64,15 @@ def test_a_day_is_written_as_cog_stac_and_quicklook_and_registered(
     )
     assert result.status == "OK" and result.path is not None
     with rasterio.open(result.path) as ds:
-        assert ds.count == 3 and ds.dtypes == ("int16", "int16", "int16")
+        assert ds.count == 4 and set(ds.dtypes) == {"int16"}
         assert ds.crs.to_epsg() == 6933 and ds.shape == factory.domain.shape(1)
         assert ds.scales[:2] == (1e-4, 1e-4) and ds.nodata == -32768
-        assert ds.descriptions == ("soil_moisture", "soil_moisture_uncertainty", "qa_flags")
+        assert ds.descriptions == (
+            "soil_moisture",
+            "soil_moisture_uncertainty",
+            "qa_flags",
+            "soil_moisture_model",
+        )
         assert ds.overviews(1) and ds.profile["tiled"] and ds.profile["compress"] == "zstd"
         assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"  # GDAL's own COG check
         sm = ds.read(1).astype(float)
