@@ -36,14 +36,17 @@ __all__ = [
     "Status",
     "TripleCollocation",
     "bias",
+    "fisher_ci",
     "pair_stats",
+    "pearson_p",
     "pearson_r",
     "rmse",
+    "tc_from_covariance",
     "triple_collocation",
     "ubrmse",
 ]
 
-Status = Literal["OK", "INSUFFICIENT_DATA", "DEGENERATE"]
+Status = Literal["OK", "INSUFFICIENT_DATA", "DEGENERATE", "NEGATIVE_VARIANCE"]
 
 Z_95: Final = 1.959963984540054
 """Two-sided 95 % quantile of the standard normal distribution, ``scipy.stats.norm.ppf(0.975)``."""
@@ -193,15 +196,21 @@ def _pearson(e: FloatArray, r: FloatArray) -> tuple[float, float]:
         return _NAN, _NAN
     ser = float((e - e.mean()) @ (r - r.mean()))
     coef = min(1.0, max(-1.0, ser / math.sqrt(see * srr)))  # sqrt(s*s) == s exactly
+    return coef, pearson_p(coef, n)
+
+
+def pearson_p(coef: float, n: int) -> float:
+    """Two-sided p-value of Pearson's R = ``coef`` over n pairs (see :func:`pearson_r`)."""
+    if math.isnan(coef) or n < 3:
+        return _NAN
     if abs(coef) == 1.0:
-        return coef, 0.0
+        return 0.0
     df = n - 2
     t_sq = coef * coef * df / ((1.0 - coef) * (1.0 + coef))
-    p = float(special.betainc(0.5 * df, 0.5, min(df / (df + t_sq), 1.0)))
-    return coef, p
+    return float(special.betainc(0.5 * df, 0.5, min(df / (df + t_sq), 1.0)))
 
 
-def _fisher_ci(coef: float, n: int) -> tuple[float, float]:
+def fisher_ci(coef: float, n: int) -> tuple[float, float]:
     """95 % CI of Pearson's R by Fisher's z; NaN unless n > 3; (R, R) when |R| == 1."""
     if n <= 3 or math.isnan(coef):
         return _NAN, _NAN
@@ -297,7 +306,7 @@ def pair_stats(estimate: npt.ArrayLike, reference: npt.ArrayLike, *, min_n: int)
     if flat:
         return _pairs_without_correlation(n, errors, "DEGENERATE", flat)
     coef, p = _pearson(e, r)
-    low, high = _fisher_ci(coef, n)
+    low, high = fisher_ci(coef, n)
     spear = stats.spearmanr(e, r)
     return PairStats(
         n=n,
@@ -350,8 +359,8 @@ def triple_collocation(
     Status ``DEGENERATE`` (never a made-up number) when: a dataset is constant or a covariance is
     zero, or ``C_xy * C_xz * C_yz < 0`` (every signal variance estimate negative) -- all NaN; or a
     dataset's error variance estimate is not positive (sampling noise, or a violated assumption
-    such as correlated errors) -- that dataset's ``err_std`` and ``snr_db`` are NaN and the reason
-    names it, the other numbers stay. ``n < min_n`` gives ``INSUFFICIENT_DATA``. The estimates'
+    such as correlated errors) -- status ``NEGATIVE_VARIANCE``: that dataset's ``err_std`` and
+    ``snr_db`` are NaN and the reason names it, the other numbers stay. ``n < min_n`` gives ``INSUFFICIENT_DATA``. The estimates'
     sampling error shrinks only as ~1/sqrt(n), so ``min_n`` for TC is normally far larger than for
     a correlation; it must be at least 3.
 
@@ -369,7 +378,12 @@ def triple_collocation(
     flat = _zero_variance(*zip(_TC_NAMES, (xs, ys, zs), strict=True))
     if flat:
         return _tc_undefined(n, "DEGENERATE", flat)
-    c = np.cov(np.vstack((xs, ys, zs)))
+    return tc_from_covariance(n, np.cov(np.vstack((xs, ys, zs))))
+
+
+def tc_from_covariance(n: int, c: FloatArray) -> TripleCollocation:
+    """Triple collocation from the 3 x 3 sample covariance matrix of n triplets (see
+    :func:`triple_collocation`, which cleans the data and checks n and constant inputs first)."""
     pairs = ((0, 1), (0, 2), (1, 2))
     zero = [f"{_TC_NAMES[i]} and {_TC_NAMES[j]}" for i, j in pairs if c[i, j] == 0.0]
     if zero:
@@ -408,6 +422,6 @@ def triple_collocation(
         err_std=(err_std[0], err_std[1], err_std[2]),
         snr_db=(snr_db[0], snr_db[1], snr_db[2]),
         sensitivity=(sensitivity[0], sensitivity[1], sensitivity[2]),
-        status="DEGENERATE" if bad else "OK",
+        status="NEGATIVE_VARIANCE" if bad else "OK",
         reason=reason,
     )

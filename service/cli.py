@@ -193,6 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--end", type=_day, metavar="YYYY-MM-DD", help="last day (default: --start)")
     co.set_defaults(handler=cmd_collocate)
 
+    va = sub.add_parser(
+        "validate",
+        help="refresh the validation statistics from the collocations (incremental)",
+        description="Brings smapds.validation_stats, validation_tc and validation_history up to "
+        "date: only what changed since the last refresh is recomputed. --full recomputes "
+        "everything from the collocations.",
+    )
+    va.add_argument("--full", action="store_true", help="recompute from all collocations")
+    va.set_defaults(handler=cmd_validate)
+
     mo = sub.add_parser("model", help="registered frozen models")
     mo_sub = mo.add_subparsers(dest="action", required=True, metavar="ACTION")
     mo_sub.add_parser("list", help="registered models, the active one marked").set_defaults(
@@ -243,6 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--variable", default="soil_moisture")
     cv.add_argument("--raw", action="store_true", help="mask fill only")
     cv.set_defaults(handler=cmd_convert)
+
+    sub.add_parser(
+        "serve",
+        help="run the service: scheduled product and ingest jobs, /metrics and /healthz",
+        description="Runs until SIGTERM/SIGINT (then finishes the current stage and exits 0). "
+        "Catches up every day that lacks a product from the run ledger, oldest first; see the "
+        "README section 'The service' and the SMAPDS_* service settings.",
+    ).set_defaults(handler=cmd_serve)
 
     st = sub.add_parser("status", help="database, schema, run ledger and inventory at a glance")
     st.add_argument("--json", action="store_true", help="machine-readable output")
@@ -554,6 +572,8 @@ def _produce(settings: Settings, first: date, last: date, *, skip_produced: bool
                     r.path or (r.error or "")[:90],
                 )
             )
+        if len(todo) > bad:
+            _refresh_validation(engine, settings)
     if done:
         print(f"{len(done)} day(s) already produced, skipped (--force to redo)")
     _print_table(rows)
@@ -580,9 +600,66 @@ def cmd_collocate(args: argparse.Namespace, settings: Settings) -> int:
                 window=overpass_window(settings),
             )
             rows.append((day, c.stations, c.with_insitu, c.changed))
+        if days:
+            _refresh_validation(engine, settings)
     if not days:
         print(f"no product between {args.start} and {last}: nothing to collocate")
         return 0
+    _print_table(rows)
+    return 0
+
+
+def _refresh_validation(engine: Engine, settings: Settings) -> None:
+    from service.validate import refresh, validation_config
+
+    r = refresh(engine, domain=settings.domain, config=validation_config(settings))
+    if r.mode != "empty":
+        print(
+            f"validation: {r.mode} refresh to {r.anchor} ({r.changes} changes, {r.seconds:.1f} s)",
+            file=sys.stderr,
+        )
+
+
+def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
+    from service.validate import refresh, validation_config
+
+    with _writer(settings) as engine:
+        r = refresh(
+            engine, domain=settings.domain, config=validation_config(settings), full=args.full
+        )
+        if r.mode == "empty":
+            print("no collocations yet: nothing to validate")
+            return 0
+        with engine.connect() as conn:
+            stats = conn.execute(
+                sa.text("""
+                SELECT estimate, window_days, n, r, rmse, bias, ubrmse, coverage_90, status
+                  FROM smapds.validation_stats WHERE domain = :d AND scope = 'domain'
+                 ORDER BY window_days = 0, window_days, estimate
+            """),
+                {"d": settings.domain},
+            ).all()
+    print(
+        f"{r.mode} refresh to {r.anchor}: {r.changes} changes, {r.rows_read} rows read, "
+        f"{r.stations} stations, {r.seconds:.2f} s"
+    )
+    rows: list[tuple[Any, ...]] = [
+        ("estimate", "window", "n", "R", "RMSE", "bias", "ubRMSE", "in 90%", "status")
+    ]
+    rows += [
+        (
+            s.estimate,
+            f"{s.window_days} d" if s.window_days else "all",
+            s.n,
+            _num(s.r, 3),
+            _num(s.rmse),
+            _num(s.bias),
+            _num(s.ubrmse),
+            _pct(s.coverage_90),
+            s.status,
+        )
+        for s in stats
+    ]
     _print_table(rows)
     return 0
 
@@ -814,6 +891,12 @@ def _print_status(report: dict[str, Any]) -> None:
         _print_table(rows)
     else:
         print("granule inventory: empty")
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from service.scheduler import serve
+
+    return serve(settings)
 
 
 if __name__ == "__main__":  # pragma: no cover

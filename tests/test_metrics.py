@@ -287,7 +287,7 @@ def test_negative_error_variance_is_nan_for_that_dataset_only(no_warnings: None)
     truth = rng.normal(0.25, 0.06, 5_000)
     shared = rng.normal(0.0, 0.03, truth.size)
     tc = triple_collocation(truth, truth + shared, truth - shared, min_n=100)
-    assert tc.status == "DEGENERATE"
+    assert tc.status == "NEGATIVE_VARIANCE"
     assert tc.reason is not None and tc.reason.startswith(
         "error variance estimate not positive for x (-"
     )
