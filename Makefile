@@ -1,5 +1,5 @@
 # The two commands of the README. Each installs what is missing first (deploy/bootstrap.sh).
-.PHONY: demo test lint install bench-model bench-ingest osse
+.PHONY: demo test lint install bench-model bench-ingest bench-validate osse
 
 VENV := .venv/bin
 
@@ -36,6 +36,9 @@ bench-model: install
 
 bench-ingest: install
 	$(VENV)/python scripts/bench_ingest.py --stations 2000 --days 365 --workers 2
+
+bench-validate: install
+	$(VENV)/python scripts/bench_validate.py --years 10 --stations 2000
 
 osse: install
 	$(VENV)/smapds synth generate --out var/osse/world --domain demo --start 2024-04-01 --days 120

@@ -25,17 +25,18 @@ from rounding noise below that).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
+from scipy import special
 
 from models.metrics import (
+    Z_95,
     PairStats,
     Status,
     TripleCollocation,
-    fisher_ci,
-    pearson_p,
     tc_from_covariance,
 )
 
@@ -92,42 +93,90 @@ def _n(s: FloatArray) -> int:
     return round(float(s[N]))
 
 
+@dataclass(frozen=True)
+class PairStatsArrays:
+    """:class:`models.metrics.PairStats` of many sums vectors at once (one entry per row)."""
+
+    n: npt.NDArray[np.int64]
+    r: FloatArray
+    r_p: FloatArray
+    r_ci_low: FloatArray
+    r_ci_high: FloatArray
+    rmse: FloatArray
+    bias: FloatArray
+    ubrmse: FloatArray
+    status: list[Status]
+    reason: list[str | None]
+
+    def row(self, k: int) -> PairStats:
+        return PairStats(
+            n=int(self.n[k]),
+            r=float(self.r[k]),
+            r_p=float(self.r_p[k]),
+            r_ci_low=float(self.r_ci_low[k]),
+            r_ci_high=float(self.r_ci_high[k]),
+            rho=_NAN,
+            rho_p=_NAN,
+            rmse=float(self.rmse[k]),
+            bias=float(self.bias[k]),
+            ubrmse=float(self.ubrmse[k]),
+            status=self.status[k],
+            reason=self.reason[k],
+        )
+
+
+def pair_stats_many(sums: FloatArray, *, min_n: int) -> PairStatsArrays:
+    """:func:`models.metrics.pair_stats` of estimate b against reference a for each row of
+    ``sums`` (rows, WIDTH), vectorised; Spearman's rho is not available from sums."""
+    if min_n < 4:
+        raise ValueError(f"pair_stats_many needs min_n >= 4, got {min_n}")
+    s = np.atleast_2d(np.asarray(sums, np.float64))
+    n = np.rint(s[:, N]).astype(np.int64)
+    sa, sb, saa, sbb, sab = (s[:, i] for i in (SA, SB, SAA, SBB, SAB))
+    with np.errstate(all="ignore"):
+        nf = np.maximum(n, 1).astype(np.float64)
+        bias = (sb - sa) / nf
+        msd = np.maximum((saa + sbb - 2.0 * sab) / nf, 0.0)
+        rmse = np.sqrt(msd)
+        ubrmse = np.sqrt(np.maximum(msd - bias * bias, 0.0))
+        var_a, var_b = nf * saa - sa * sa, nf * sbb - sb * sb
+        flat_a = var_a <= _FLAT * nf * saa
+        flat_b = var_b <= _FLAT * nf * sbb
+        r = np.clip((nf * sab - sa * sb) / np.sqrt(var_a * var_b), -1.0, 1.0)
+        df = nf - 2.0
+        t_sq = r * r * df / ((1.0 - r) * (1.0 + r))
+        r_p = special.betainc(0.5 * df, 0.5, np.minimum(df / (df + t_sq), 1.0))
+        r_p = np.where(np.abs(r) == 1.0, 0.0, r_p)
+        half = Z_95 / np.sqrt(nf - 3.0)
+        z = np.arctanh(r)
+        low = np.where(np.abs(r) == 1.0, r, np.tanh(z - half))
+        high = np.where(np.abs(r) == 1.0, r, np.tanh(z + half))
+    few = n < min_n
+    flat = ~few & (flat_a | flat_b)
+    for a in (rmse, bias, ubrmse):
+        a[few] = _NAN
+    for a in (r, r_p, low, high):
+        a[few | flat] = _NAN
+    status: list[Status] = []
+    reason: list[str | None] = []
+    for k in range(len(n)):
+        if few[k]:
+            status.append("INSUFFICIENT_DATA")
+            reason.append(f"{n[k]} pairs, need at least {min_n}")
+        elif flat[k]:
+            names = [m for m, f in (("estimate", flat_b[k]), ("reference", flat_a[k])) if f]
+            verb = "has" if len(names) == 1 else "have"
+            status.append("DEGENERATE")
+            reason.append(f"{' and '.join(names)} {verb} zero variance")
+        else:
+            status.append("OK")
+            reason.append(None)
+    return PairStatsArrays(n, r, r_p, low, high, rmse, bias, ubrmse, status, reason)
+
+
 def pair_stats_from_sums(s: FloatArray, *, min_n: int) -> PairStats:
     """:func:`models.metrics.pair_stats` of estimate b against reference a, from sums (rho NaN)."""
-    n = _n(s)
-    if n < min_n:
-        return _without_r(
-            n, (_NAN, _NAN, _NAN), "INSUFFICIENT_DATA", f"{n} pairs, need at least {min_n}"
-        )
-    sa, sb, saa, sbb, sab = (float(s[i]) for i in (SA, SB, SAA, SBB, SAB))
-    bias = (sb - sa) / n
-    msd = max((saa + sbb - 2.0 * sab) / n, 0.0)
-    errors = (math.sqrt(msd), bias, math.sqrt(max(msd - bias * bias, 0.0)))
-    var_a, var_b = n * saa - sa * sa, n * sbb - sb * sb
-    flat = [
-        name
-        for name, var, sq in (("estimate", var_b, sbb), ("reference", var_a, saa))
-        if var <= _FLAT * n * sq
-    ]
-    if flat:
-        verb = "has" if len(flat) == 1 else "have"
-        return _without_r(n, errors, "DEGENERATE", f"{' and '.join(flat)} {verb} zero variance")
-    coef = min(1.0, max(-1.0, (n * sab - sa * sb) / math.sqrt(var_a * var_b)))
-    low, high = fisher_ci(coef, n)
-    return PairStats(
-        n=n,
-        r=coef,
-        r_p=pearson_p(coef, n),
-        r_ci_low=low,
-        r_ci_high=high,
-        rho=_NAN,
-        rho_p=_NAN,
-        rmse=errors[0],
-        bias=errors[1],
-        ubrmse=errors[2],
-        status="OK",
-        reason=None,
-    )
+    return pair_stats_many(s, min_n=min_n).row(0)
 
 
 def triple_collocation_from_sums(s: FloatArray, *, min_n: int) -> TripleCollocation:
@@ -160,23 +209,3 @@ def coverage(s: FloatArray) -> float:
     """Fraction of the pairs inside the interval (NaN without pairs)."""
     n = _n(s)
     return float(s[N_INSIDE]) / n if n else _NAN
-
-
-def _without_r(
-    n: int, errors: tuple[float, float, float], status: Status, reason: str
-) -> PairStats:
-    rmse, bias, ubrmse = errors
-    return PairStats(
-        n=n,
-        r=_NAN,
-        r_p=_NAN,
-        r_ci_low=_NAN,
-        r_ci_high=_NAN,
-        rho=_NAN,
-        rho_p=_NAN,
-        rmse=rmse,
-        bias=bias,
-        ubrmse=ubrmse,
-        status=status,
-        reason=reason,
-    )
