@@ -1,5 +1,5 @@
 # The two commands of the README. Each installs what is missing first (deploy/bootstrap.sh).
-.PHONY: demo test lint install bench-model bench-ingest bench-validate osse
+.PHONY: demo test lint install bench-model bench-ingest bench-validate bench-product osse
 
 VENV := .venv/bin
 
@@ -36,6 +36,9 @@ bench-model: install
 
 bench-ingest: install
 	$(VENV)/python scripts/bench_ingest.py --stations 2000 --days 365 --workers 2
+
+bench-product: install
+	$(VENV)/python scripts/bench_product.py
 
 bench-validate: install
 	$(VENV)/python scripts/bench_validate.py --years 10 --stations 2000

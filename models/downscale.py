@@ -19,6 +19,7 @@ The QA band says which case each pixel is (bits below).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -60,6 +61,8 @@ class Downscaled:
     stats: dict[str, Any] = field(default_factory=dict)
     prediction: FloatMap | None = None
     """The model's own prediction before correction and clipping (NaN where no value)."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time of the steps (predict, correct); kept out of ``stats``, which go into files."""
 
 
 def downscale(
@@ -71,6 +74,7 @@ def downscale(
     max_distance_cells: float = 3.0,
 ) -> Downscaled:
     """The 1 km map of the stack's day (see the module docstring)."""
+    t0 = time.perf_counter()
     f = nesting_factor(36, 1)
     shape = stack.land.shape
     x = stack.feature_matrix()
@@ -81,6 +85,7 @@ def downscale(
         mean, std = predict(np.ascontiguousarray(x[valid]))
         pred[valid], unc[valid] = mean, std
     del x
+    t1 = time.perf_counter()
 
     qa = np.zeros(shape, np.uint8)
     sm = pred.astype(np.float64)
@@ -123,7 +128,8 @@ def downscale(
         model_n=model_skill.n,
     )
     pred[~valid] = np.nan
-    return Downscaled(out, unc, qa, stats, prediction=pred)
+    seconds = {"predict": t1 - t0, "correct": time.perf_counter() - t1}
+    return Downscaled(out, unc, qa, stats, prediction=pred, seconds=seconds)
 
 
 def _clip_conserving(

@@ -203,6 +203,25 @@ def build_parser() -> argparse.ArgumentParser:
     va.add_argument("--full", action="store_true", help="recompute from all collocations")
     va.set_defaults(handler=cmd_validate)
 
+    rp = sub.add_parser(
+        "report",
+        help="write an HTML validation report (statistics tables and plots) for a period",
+        description="Writes DIR/index.html with PNGs beside it: the stored domain-wide "
+        "statistics, the period's statistics recomputed from the collocations, scatter plots, "
+        "station time series with precipitation, a map of per-station R, triple collocation, "
+        "the uncertainty calibration and the newest model comparison. A previous report in DIR "
+        "is replaced; any other non-empty DIR is refused.",
+    )
+    rp.add_argument("--start", type=_day, required=True, metavar="YYYY-MM-DD")
+    rp.add_argument("--end", type=_day, required=True, metavar="YYYY-MM-DD")
+    rp.add_argument("--out", type=Path, required=True, metavar="DIR")
+    rp.add_argument(
+        "--stations",
+        metavar="ID,ID...",
+        help="station ids for the time series (default: the 3 with most pairs in the period)",
+    )
+    rp.set_defaults(handler=cmd_report)
+
     mo = sub.add_parser("model", help="registered frozen models")
     mo_sub = mo.add_subparsers(dest="action", required=True, metavar="ACTION")
     mo_sub.add_parser("list", help="registered models, the active one marked").set_defaults(
@@ -661,6 +680,29 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
         for s in stats
     ]
     _print_table(rows)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from service.report import parse_station_ids, write_report
+
+    stations = parse_station_ids(args.stations) if args.stations else None
+    with _writer(settings) as engine:
+        r = write_report(
+            engine,
+            domain=settings.domain,
+            start=args.start,
+            end=args.end,
+            out=args.out,
+            data_dir=settings.data_dir,
+            min_pairs=settings.validation_min_pairs,
+            stations=stations,
+        )
+    if not r.pairs:
+        print(f"no collocated in situ and product values between {args.start} and {args.end}")
+    for note in r.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"report: {r.index} ({len(r.figures)} figures, {r.pairs} pairs, {r.stations} stations)")
     return 0
 
 

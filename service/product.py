@@ -23,9 +23,10 @@ import json
 import logging
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
+from time import perf_counter
 from typing import Any, Final
 
 import numpy as np
@@ -58,6 +59,8 @@ class ProductResult:
     path: Path | None
     stats: dict[str, Any]
     error: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time per stage (inputs, predict, correct, cog, stac_quicklook, register)."""
 
 
 def produce_day(
@@ -80,14 +83,21 @@ def produce_day(
             run_id=uuid.uuid4(),
             software_version=__version__,
         )
+    seconds: dict[str, float] = {}
     try:
+        t = perf_counter()
         stack = factory.build(day)
+        seconds["inputs"] = perf_counter() - t
         result = downscale(stack, model.predict, bounds=BOUNDS, interpolate_residuals=True)
+        seconds.update(result.seconds)
+        t = perf_counter()
         status = "DEGRADED" if stack.degraded else "OK"
         folder = data_dir / "products" / domain / f"{day:%Y}"
         folder.mkdir(parents=True, exist_ok=True)
         stem = f"smapds_sm_1km_{domain}_{day:%Y%m%d}"
         cog = _write_cog(folder / f"{stem}.tif", result, factory, day=day, model=model)
+        seconds["cog"] = perf_counter() - t
+        t = perf_counter()
         png = _write_quicklook(folder / f"{stem}.png", result, day=day, domain=domain)
         consistency = _consistency(result, stack.coarse36)
         inputs = [
@@ -117,6 +127,8 @@ def produce_day(
             status=status,
         )
         digest = _sha256(cog)
+        seconds["stac_quicklook"] = perf_counter() - t
+        t = perf_counter()
         with engine.begin() as conn:
             _register(
                 conn,
@@ -141,8 +153,9 @@ def produce_day(
                 status=status,
                 details={**result.stats, **consistency, "path": str(cog)},
             )
+        seconds["register"] = perf_counter() - t
         log.info("product written", extra={"day": str(day), "status": status, "path": str(cog)})
-        return ProductResult(day, status, cog, {**result.stats, **consistency})
+        return ProductResult(day, status, cog, {**result.stats, **consistency}, seconds=seconds)
     except SmapdsError as err:
         status = err.status if err.status in ledger.STATUSES else "FAILED"
         status = (

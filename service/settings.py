@@ -168,7 +168,7 @@ class Settings(BaseSettings):
         description="Deepest sensor top (m) that counts as surface soil moisture.",
     )
     validation_min_pairs: int = Field(
-        default=10, ge=3, description="Fewer pairs than this: INSUFFICIENT_DATA."
+        default=10, ge=4, description="Fewer pairs than this: INSUFFICIENT_DATA."
     )
     validation_min_triplets: int = Field(
         default=100,
