@@ -10,17 +10,25 @@ install:
 DEMO_START := 2024-04-01
 DEMO_END := 2024-07-29
 
-# Train on the first 90 days, produce the last week with the frozen random forest.
+# Train on the first 90 days; produce the 30 held-out days with the frozen random forest (each day
+# is collocated with the stations and the statistics refreshed), then write the report.
 TRAIN_END := 2024-06-29
-PRODUCE_START := 2024-07-23
+PRODUCE_START := 2024-06-30
 
 demo: install
-	$(VENV)/smapds db up
-	$(VENV)/smapds synth generate --domain demo --start $(DEMO_START) --days 120
-	$(VENV)/smapds fetch --date $(DEMO_START) --until $(DEMO_END)
-	$(VENV)/smapds train --start $(DEMO_START) --end $(TRAIN_END) --models rf --freeze rf --activate
-	$(VENV)/smapds produce --date $(PRODUCE_START) --until $(DEMO_END)
-	$(VENV)/smapds status
+	@echo "== 1/8 embedded PostGIS" && $(VENV)/smapds db up
+	@echo "== 2/8 synthetic world (120 days, demo domain)" && $(VENV)/smapds synth generate --domain demo --start $(DEMO_START) --days 120
+	@echo "== 3/8 fetch into the raw archive" && $(VENV)/smapds fetch --date $(DEMO_START) --until $(DEMO_END)
+	@echo "== 4/8 in situ stations (ISMN download of the world)" && $(VENV)/smapds ingest ismn var/synthetic/ismn/Data_seperate_files_header_*[0-9]
+	@echo "== 5/8 train and freeze the random forest" && $(VENV)/smapds train --start $(DEMO_START) --end $(TRAIN_END) --models rf --freeze rf --activate
+	@echo "== 6/8 produce the 30 held-out days (collocate, validate)" && $(VENV)/smapds backfill --start $(PRODUCE_START) --end $(DEMO_END)
+	@echo "== 7/8 validation statistics" && $(VENV)/smapds validate
+	@echo "== 8/8 report" && $(VENV)/smapds report --start $(PRODUCE_START) --end $(DEMO_END) --out var/report
+	@$(VENV)/smapds status
+	@echo
+	@echo "maps (COG, STAC item, quicklook PNG): var/products/demo/2024/"
+	@echo "report:                               var/report/index.html"
+	@echo "run the service (scheduler, /metrics, /healthz on 127.0.0.1):  .venv/bin/smapds serve"
 
 lint: install
 	$(VENV)/ruff check .
