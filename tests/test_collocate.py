@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from etl.archive import Archive
 from etl.grid import ease2
 from etl.readers import read_smap_l3
+from models.metrics import pair_stats
 from service.collocate import OverpassWindow, collocate_day, product_days
 from service.fetch import fetch_day
 from service.ingest import ingest_ismn
@@ -25,6 +26,7 @@ from service.settings import Settings
 from service.sources import build_sources
 from service.stacks import StackFactory, stack_factory
 from service.train import active_model, train
+from service.validate import ValidationConfig, refresh
 
 DAYS = [date(2024, 4, 1) + timedelta(days=i) for i in range(8)]
 PRODUCED = DAYS[-3:]
@@ -209,3 +211,34 @@ def test_days_without_a_product_are_not_collocated(
     assert product_days(writer, domain="demo", first=DAYS[0], last=DAYS[-1]) == PRODUCED
     nothing = collocate_day(writer, factory, data_dir=settings.data_dir, day=DAYS[0], window=AM)
     assert nothing.stations == 0 and not _collocations(writer, DAYS[0])
+
+
+def test_statistics_of_the_synthetic_world_equal_a_numpy_recomputation(
+    world: tuple[Settings, StackFactory], writer: Engine
+) -> None:
+    settings, factory = world
+    for day in PRODUCED:
+        collocate_day(writer, factory, data_dir=settings.data_dir, day=day, window=AM)
+    refresh(writer, domain="demo", config=ValidationConfig((30, 90, 365), 10, 100))
+    with writer.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT insitu_sm, sm_1km, sm_model, sm_36km, sm_9km FROM smapds.collocations")
+        ).all()
+        stored = {
+            r.estimate: r
+            for r in conn.execute(
+                sa.text(
+                    "SELECT * FROM smapds.validation_stats WHERE scope = 'domain' "
+                    "AND window_days = 0"
+                )
+            )
+        }
+    table = np.array(rows, dtype=np.float64)
+    for k, estimate in enumerate(("product_1km", "model_1km", "coarse_36km", "coarse_9km"), 1):
+        want = pair_stats(table[:, k], table[:, 0], min_n=10)
+        got = stored[estimate]
+        assert got.n == want.n > 20 and got.status == want.status == "OK"
+        for field in ("r", "r_p", "r_ci_low", "r_ci_high", "rmse", "bias", "ubrmse"):
+            assert getattr(got, field) == pytest.approx(getattr(want, field), abs=1e-9)
+    # the downscaled map agrees with the stations better than the 36 km retrieval does
+    assert stored["product_1km"].ubrmse < stored["coarse_36km"].ubrmse
