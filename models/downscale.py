@@ -20,7 +20,7 @@ The QA band says which case each pixel is (bits below).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -65,6 +65,74 @@ class Downscaled:
     """Wall time of the steps (predict, correct); kept out of ``stats``, which go into files."""
 
 
+Runner = Callable[[Callable[..., Any], Sequence[tuple[Any, ...]], tuple[Any, ...]], list[Any]]
+"""Runs ``fn(*item, *shared)`` for every item and returns the results in order: in this process
+(:func:`run_here`) or on a Dask cluster (service/tiles.py). ``shared`` is the same for every call
+(the model), so a cluster can ship it to each worker once."""
+
+
+def run_here(
+    fn: Callable[..., Any], items: Sequence[tuple[Any, ...]], shared: tuple[Any, ...]
+) -> list[Any]:
+    return [fn(*item, *shared) for item in items]
+
+
+def tiles(shape: tuple[int, int], factor: int, tile_cells: int) -> list[tuple[slice, slice]]:
+    """Pixel windows of ``tile_cells`` x ``tile_cells`` coarse cells covering ``shape`` (the last
+    row and column of tiles may be smaller); edges fall on coarse cell edges."""
+    if tile_cells < 1:
+        raise ValueError(f"tile_cells must be at least 1, got {tile_cells}")
+    step = tile_cells * factor
+    return [
+        (slice(r, min(r + step, shape[0])), slice(c, min(c + step, shape[1])))
+        for r in range(0, shape[0], step)
+        for c in range(0, shape[1], step)
+    ]
+
+
+def _predict_tile(
+    x: npt.NDArray[np.float32], land: npt.NDArray[np.bool_], factor: int, predict: Predictor
+) -> tuple[FloatMap, FloatMap, npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Prediction and spread of a tile's land pixels, and its coarse cell means and counts."""
+    valid = land & np.all(np.isfinite(x), axis=-1)
+    pred = np.full(land.shape, np.nan, np.float32)
+    unc = np.full(land.shape, np.nan, np.float32)
+    if valid.any():
+        mean, std = predict(np.ascontiguousarray(x[valid]))
+        pred[valid], unc[valid] = mean, std
+    cell_mean, count = block_mean(pred.astype(np.float64), factor)
+    return pred, unc, cell_mean, count
+
+
+def _correct_tile(
+    pred: FloatMap,
+    residual: npt.NDArray[np.float64],
+    has_obs: npt.NDArray[np.bool_],
+    interp: npt.NDArray[np.bool_],
+    factor: int,
+    bounds: tuple[float, float],
+    degraded: bool,
+) -> tuple[FloatMap, npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
+    """Residual correction, gap filling, conserving clipping and QA of one tile."""
+    valid = np.isfinite(pred)
+    qa = np.zeros(pred.shape, np.uint8)
+    corrected = block_expand(has_obs, factor) & valid
+    qa[block_expand(interp, factor) & valid] |= QA_RESIDUAL_INTERPOLATED
+    sm = pred.astype(np.float64) + np.nan_to_num(block_expand(residual, factor), nan=0.0)
+    qa[corrected] |= QA_CORRECTED
+    qa[valid & ~corrected] |= QA_GAP_FILLED
+    lo, hi = bounds
+    clipped = valid & ((sm < lo) | (sm > hi))
+    sm = _clip_conserving(sm, valid & corrected, lo=lo, hi=hi, factor=factor)
+    sm = np.clip(sm, lo, hi)  # gap-filled pixels: plain clipping (no retrieval to conserve)
+    qa[clipped] |= QA_CLIPPED
+    if degraded:
+        qa[valid] |= QA_DEGRADED
+    qa[~valid] |= QA_NO_DATA
+    sm[~valid] = np.nan
+    return sm.astype(np.float32), qa, valid
+
+
 def downscale(
     stack: DailyStack,
     predict: Predictor,
@@ -72,52 +140,64 @@ def downscale(
     bounds: tuple[float, float],
     interpolate_residuals: bool,
     max_distance_cells: float = 3.0,
+    tile_cells: int = 32,
+    run: Runner = run_here,
 ) -> Downscaled:
-    """The 1 km map of the stack's day (see the module docstring)."""
+    """The 1 km map of the stack's day (see the module docstring), tile by tile.
+
+    Tiles are ``tile_cells`` coarse cells square, so a cell never straddles two; prediction and
+    correction run per tile through ``run`` (here, or on a cluster), and only the coarse residual
+    field (interpolated across tiles) is computed whole. The result does not depend on the tiling.
+    """
     t0 = time.perf_counter()
     f = nesting_factor(36, 1)
     shape = stack.land.shape
+    windows = tiles(shape, f, tile_cells)
     x = stack.feature_matrix()
-    valid = stack.land & np.all(np.isfinite(x), axis=-1)
+    parts = run(
+        _predict_tile,
+        [(x[rows, cols], stack.land[rows, cols], f) for rows, cols in windows],
+        (predict,),
+    )
+    del x
     pred = np.full(shape, np.nan, np.float32)
     unc = np.full(shape, np.nan, np.float32)
-    if valid.any():
-        mean, std = predict(np.ascontiguousarray(x[valid]))
-        pred[valid], unc[valid] = mean, std
-    del x
+    cell_mean = np.full(stack.domain.shape(36), np.nan)
+    count = np.zeros(stack.domain.shape(36), np.int64)
+    for (rows, cols), (p, u, m, n) in zip(windows, parts, strict=True):
+        pred[rows, cols], unc[rows, cols] = p, u
+        crows = slice(rows.start // f, rows.stop // f)
+        ccols = slice(cols.start // f, cols.stop // f)
+        cell_mean[crows, ccols], count[crows, ccols] = m, n
+    del parts
     t1 = time.perf_counter()
 
-    qa = np.zeros(shape, np.uint8)
-    sm = pred.astype(np.float64)
     coarse = (
         stack.coarse36["soil_moisture"].values.astype(np.float64)
         if stack.coarse36 is not None
         else np.full(stack.domain.shape(36), np.nan)
     )
-    cell_mean, count = block_mean(sm, f)
     has_obs = np.isfinite(coarse) & (count > 0)
     model_skill = pair_stats(cell_mean[has_obs], coarse[has_obs], min_n=10)
     residual = np.where(has_obs, coarse - cell_mean, np.nan)
-    corrected = block_expand(has_obs, f) & valid
+    interp = np.zeros_like(has_obs)
     if interpolate_residuals and has_obs.any():
         filled = _interpolate(residual, has_obs, max_distance_cells=max_distance_cells)
         interp = ~has_obs & np.isfinite(filled)
         residual = np.where(interp, filled, residual)
-        qa[block_expand(interp, f) & valid] |= QA_RESIDUAL_INTERPOLATED
-    sm = sm + np.nan_to_num(block_expand(residual, f), nan=0.0)
-    qa[corrected] |= QA_CORRECTED
-    qa[valid & ~corrected] |= QA_GAP_FILLED
-
-    lo, hi = bounds
-    clipped = valid & ((sm < lo) | (sm > hi))
-    sm = _clip_conserving(sm, valid & corrected, lo=lo, hi=hi, factor=f)
-    sm = np.clip(sm, lo, hi)  # gap-filled pixels: plain clipping (no retrieval to conserve)
-    qa[clipped] |= QA_CLIPPED
-    if stack.degraded:
-        qa[valid] |= QA_DEGRADED
-    qa[~valid] |= QA_NO_DATA
-    sm[~valid] = np.nan
-    out = sm.astype(np.float32)
+    items = []
+    for rows, cols in windows:
+        crows = slice(rows.start // f, rows.stop // f)
+        ccols = slice(cols.start // f, cols.stop // f)
+        items.append(
+            (pred[rows, cols], residual[crows, ccols], has_obs[crows, ccols], interp[crows, ccols])
+        )
+    corrected_parts = run(_correct_tile, items, (f, bounds, stack.degraded))
+    out = np.full(shape, np.nan, np.float32)
+    qa = np.full(shape, QA_NO_DATA, np.uint8)
+    valid = np.zeros(shape, bool)
+    for (rows, cols), (sm_t, qa_t, valid_t) in zip(windows, corrected_parts, strict=True):
+        out[rows, cols], qa[rows, cols], valid[rows, cols] = sm_t, qa_t, valid_t
     stats = _stats(out, qa, stack, coarse, has_obs, f)
     stats.update(_uncertainty_summary(unc[valid]))
     # the honest skill figure: the model's own prediction, before correction, at 36 km
@@ -127,7 +207,6 @@ def downscale(
         model_bias=_finite(model_skill.bias),
         model_n=model_skill.n,
     )
-    pred[~valid] = np.nan
     seconds = {"predict": t1 - t0, "correct": time.perf_counter() - t1}
     return Downscaled(out, unc, qa, stats, prediction=pred, seconds=seconds)
 
@@ -147,7 +226,7 @@ def _clip_conserving(
         before = np.where(mask, out, np.nan)
         after = np.clip(before, lo, hi)
         lost_sum, _ = block_mean(before - after, factor)  # mean over the cell's masked pixels
-        if not np.any(np.abs(np.nan_to_num(lost_sum)) > 1e-12):
+        if not np.any(np.nan_to_num(lost_sum) != 0.0):  # per cell: independent of tiling
             break
         free = mask & (after > lo) & (after < hi)
         n_all = block_mean(np.where(mask, 1.0, np.nan), factor)[1]

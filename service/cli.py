@@ -520,6 +520,7 @@ def _produce(settings: Settings, first: date, last: date, *, skip_produced: bool
     from service.collocate import collocate_day, overpass_window
     from service.product import produce_day
     from service.stacks import stack_factory
+    from service.tiles import runner
     from service.train import active_model
 
     if last < first:
@@ -560,14 +561,17 @@ def _produce(settings: Settings, first: date, last: date, *, skip_produced: bool
         model = active_model(engine, domain=settings.domain, data_dir=settings.data_dir)
         factory = stack_factory(settings, engine)
         for k, day in enumerate(todo, start=1):
-            r = produce_day(
-                engine,
-                factory,
-                model,
-                data_dir=settings.data_dir,
-                day=day,
-                settings_hash=settings_hash,
-            )
+            with runner(settings.dask_scheduler) as run:
+                r = produce_day(
+                    engine,
+                    factory,
+                    model,
+                    data_dir=settings.data_dir,
+                    day=day,
+                    settings_hash=settings_hash,
+                    tile_cells=settings.tile_cells,
+                    run=run,
+                )
             if r.path is not None:
                 collocate_day(
                     engine,

@@ -39,7 +39,7 @@ from sqlalchemy.engine import Engine
 from etl.errors import InputError, SmapdsError
 from etl.grid import block_mean
 from models.artifact import FrozenModel
-from models.downscale import QA_BITS, Downscaled, downscale
+from models.downscale import QA_BITS, Downscaled, Runner, downscale, run_here
 from models.metrics import pair_stats
 from service import __version__, ledger
 from service.stacks import StackFactory
@@ -71,6 +71,8 @@ def produce_day(
     data_dir: Path,
     day: date,
     settings_hash: str,
+    tile_cells: int = 32,
+    run: Runner = run_here,
 ) -> ProductResult:
     """Produce, write and register one day; the outcome is also in the run ledger."""
     domain = factory.domain.name
@@ -88,7 +90,14 @@ def produce_day(
         t = perf_counter()
         stack = factory.build(day)
         seconds["inputs"] = perf_counter() - t
-        result = downscale(stack, model.predict, bounds=BOUNDS, interpolate_residuals=True)
+        result = downscale(
+            stack,
+            model.predict,
+            bounds=BOUNDS,
+            interpolate_residuals=True,
+            tile_cells=tile_cells,
+            run=run,
+        )
         seconds.update(result.seconds)
         t = perf_counter()
         status = "DEGRADED" if stack.degraded else "OK"

@@ -167,6 +167,17 @@ class Settings(BaseSettings):
         le=1,
         description="Deepest sensor top (m) that counts as surface soil moisture.",
     )
+    tile_cells: int = Field(
+        default=32,
+        ge=1,
+        le=1000,
+        description="The day is downscaled in tiles of this many 36 km cells square.",
+    )
+    dask_scheduler: str | None = Field(
+        default=None,
+        description="Address of a Dask scheduler (tcp://host:8786) to run the tiles on; unset "
+        "runs them in the service's own process.",
+    )
     validation_min_pairs: int = Field(
         default=10, ge=4, description="Fewer pairs than this: INSUFFICIENT_DATA."
     )
