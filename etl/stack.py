@@ -19,6 +19,9 @@ Rules (each a keyword argument with no silent default where it matters):
   :class:`StaleInputError` (``on_stale="refuse"``).
 - Static layers (soil texture, bulk density, organic carbon, elevation) come from
   :func:`etl.static.static_layers`, regridded once per domain and cached.
+- An archived granule that its reader refuses (corrupt, schema drift, a precipitation file that is
+  not a daily total) raises :class:`UnreadableInputError` naming the granule, so the caller can set
+  it aside (quarantine) and build the day again without it.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -62,6 +66,10 @@ FEATURES: Final[tuple[tuple[str, str, str], ...]] = (
 FEATURE_NAMES: Final = tuple(f[0] for f in FEATURES)
 
 FloatArray = npt.NDArray[np.float32]
+T = TypeVar("T")
+
+DAILY_PRECIP_UNITS: Final = frozenset({"mm/day", "mm"})
+"""Units of a daily IMERG total (V07 ``mm/day``, V06 ``mm``); ``mm/hr`` is a half-hourly rate."""
 
 
 class StaleInputError(InputError):
@@ -79,6 +87,22 @@ class ArchivedFile:
     granule_date: date
     path: Path
     sha256: str
+
+
+class UnreadableInputError(InputError):
+    """An archived granule that its reader refuses; ``file`` names it, ``reason`` says why."""
+
+    status = "QUARANTINED"
+
+    def __init__(self, file: ArchivedFile, reason: str) -> None:
+        super().__init__(
+            f"{file.source} granule {file.granule_id} of {file.granule_date}: {reason}"
+        )
+        self.file = file
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[UnreadableInputError], tuple[ArchivedFile, str]]:
+        return type(self), (self.file, self.reason)
 
 
 Catalog = Callable[[str, date], Sequence[ArchivedFile]]
@@ -122,9 +146,9 @@ class DailyStack:
     def degraded(self) -> bool:
         return bool(self.degraded_reasons)
 
-    def feature_matrix(self) -> FloatArray:
-        """(rows, cols, n_features) float32 in FEATURES order."""
-        return np.stack([self.features[n].values for n in FEATURE_NAMES], axis=-1)
+    def feature_matrix(self, rows: slice = slice(None), cols: slice = slice(None)) -> FloatArray:
+        """(rows, cols, n_features) float32 in FEATURES order, of the whole domain or a window."""
+        return np.stack([self.features[n].values[rows, cols] for n in FEATURE_NAMES], axis=-1)
 
 
 def build_stack(
@@ -232,7 +256,7 @@ def coarse_retrievals(
         files = list(catalog(name, day)) if name is not None else []
         if files:
             used.append(files[0])
-            found[res] = _coarse(files[0].path, domain, prefer=prefer)
+            found[res] = _read(files[0], partial(_coarse, domain=domain, prefer=prefer))
     return found.get(36), found.get(9), used
 
 
@@ -263,9 +287,7 @@ def _tiles(
     variable: str,
     shape: tuple[int, int],
 ) -> FloatArray:
-    sources = [
-        _as_source(read_sinusoidal_tile(f.path, product=product, variable=variable)) for f in files
-    ]
+    sources = [_read(f, partial(_tile_source, product=product, variable=variable)) for f in files]
     if not sources:
         return np.full(shape, np.nan, np.float32)
     return regrid(sources, domain, method="average")
@@ -283,7 +305,8 @@ def _precipitation(
             fields.append(None)
             continue
         used.append(files[0])
-        fields.append(regrid(_as_source(read_imerg(files[0].path)), domain, method="bilinear"))
+        daily = _read(files[0], _daily_source)
+        fields.append(regrid(daily, domain, method="bilinear"))
     have = [f for f in fields if f is not None]
     if not have:
         raise InputError(f"{day}: no {source} precipitation in the 7 days ending on the day")
@@ -293,6 +316,36 @@ def _precipitation(
     p3: FloatArray = np.stack(full[:3]).sum(axis=0, dtype=np.float32)
     p7: FloatArray = np.stack(full).sum(axis=0, dtype=np.float32)
     return full[0], p3, p7, missing, used
+
+
+def _read(file: ArchivedFile, read: Callable[[Path], T]) -> T:
+    """``read(path)`` of an archived granule; a refusal by its reader names the granule."""
+    try:
+        return read(file.path)
+    except UnreadableInputError:
+        raise
+    except InputError as err:
+        raise UnreadableInputError(file, str(err)) from err
+
+
+def _tile_source(path: Path, *, product: str, variable: str) -> RasterSource:
+    return _as_source(read_sinusoidal_tile(path, product=product, variable=variable))
+
+
+def _daily_source(path: Path) -> RasterSource:
+    return _as_source(_daily_total(read_imerg(path)))
+
+
+def _daily_total(da: xr.DataArray) -> xr.DataArray:
+    """A daily precipitation total as IMERG daily files give it; a rate in mm/hr is refused (it
+    is a half-hourly file, or a file whose units changed: summing it as mm/day would be wrong)."""
+    units = str(da.attrs.get("units", ""))
+    if units not in DAILY_PRECIP_UNITS:
+        raise InputError(
+            f"{da.attrs.get('source_file')}: precipitation units {units!r}, expected a daily "
+            f"total in {' or '.join(sorted(DAILY_PRECIP_UNITS))}"
+        )
+    return da
 
 
 def _as_source(da: xr.DataArray) -> RasterSource:

@@ -20,7 +20,7 @@ The QA band says which case each pixel is (bits below).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -65,14 +65,14 @@ class Downscaled:
     """Wall time of the steps (predict, correct); kept out of ``stats``, which go into files."""
 
 
-Runner = Callable[[Callable[..., Any], Sequence[tuple[Any, ...]], tuple[Any, ...]], list[Any]]
+Runner = Callable[[Callable[..., Any], Iterable[tuple[Any, ...]], tuple[Any, ...]], list[Any]]
 """Runs ``fn(*item, *shared)`` for every item and returns the results in order: in this process
 (:func:`run_here`) or on a Dask cluster (service/tiles.py). ``shared`` is the same for every call
 (the model), so a cluster can ship it to each worker once."""
 
 
 def run_here(
-    fn: Callable[..., Any], items: Sequence[tuple[Any, ...]], shared: tuple[Any, ...]
+    fn: Callable[..., Any], items: Iterable[tuple[Any, ...]], shared: tuple[Any, ...]
 ) -> list[Any]:
     return [fn(*item, *shared) for item in items]
 
@@ -153,13 +153,12 @@ def downscale(
     f = nesting_factor(36, 1)
     shape = stack.land.shape
     windows = tiles(shape, f, tile_cells)
-    x = stack.feature_matrix()
+    # one tile's features at a time (a generator): the whole matrix would double the memory
     parts = run(
         _predict_tile,
-        [(x[rows, cols], stack.land[rows, cols], f) for rows, cols in windows],
+        ((stack.feature_matrix(rows, cols), stack.land[rows, cols], f) for rows, cols in windows),
         (predict,),
     )
-    del x
     pred = np.full(shape, np.nan, np.float32)
     unc = np.full(shape, np.nan, np.float32)
     cell_mean = np.full(stack.domain.shape(36), np.nan)

@@ -125,11 +125,14 @@ def _in_child(fn: Any, *args: Any) -> dict[str, Any]:
 
 
 def prepare(world: Path, data: Path, db: Database, *, trees: int, depth: int) -> None:
+    from etl.stack import FEATURES
     from etl.synthetic import generate
+    from models import artifact
+    from models.learners import DEFAULT_PARAMS, make_model
     from service.fetch import fetch_day
     from service.sources import build_sources
     from service.stacks import stack_factory
-    from service.train import train
+    from service.train import assemble, register
 
     if not (world / "manifest.json").is_file():
         t = time.perf_counter()
@@ -151,20 +154,25 @@ def prepare(world: Path, data: Path, db: Database, *, trees: int, depth: int) ->
     factory = stack_factory(settings, engine)
     print(f"static layers (cached for later days, not timed): {time.perf_counter() - t:.0f} s")
     t = time.perf_counter()
-    train(
-        engine,
-        factory,
-        data_dir=data,
-        start=DAY,
-        end=DAY,
-        models=["rf"],
-        params={"rf": {"n_estimators": trees, "max_depth": depth}},
-        freeze="rf",
-        activate=True,
-        seed=1,
-        n_jobs=2,
+    samples, _ = assemble(factory, DAY, DAY, cache_dir=data / "cache" / "samples")
+    hyper = {**DEFAULT_PARAMS["rf"], "n_estimators": trees, "max_depth": depth}
+    forest = make_model("rf", hyper, seed=1, n_jobs=2)
+    forest.fit(samples.X, samples.y)
+    frozen = artifact.freeze(
+        forest,
+        out_dir=data / "models",
+        name="rf-china-bench",
+        model="rf",
+        features=[(n, u) for n, u, _ in FEATURES],
+        training={"start": str(DAY), "end": str(DAY), "domain": "china", "samples": len(samples)},
+        hyperparameters=hyper,
+        scores={},
     )
-    print(f"trained and froze RF ({trees} trees, depth {depth}) in {time.perf_counter() - t:.0f} s")
+    register(engine, frozen, data_dir=data, activate=True)
+    print(
+        f"trained and froze RF ({trees} trees, depth {depth}) on {len(samples):,} coarse samples "
+        f"in {time.perf_counter() - t:.0f} s"
+    )
     engine.dispose()
 
 
@@ -178,7 +186,10 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="smapds-bench-product-"))
     tmp.chmod(0o755)
-    pg_root, data = tmp / "pg", tmp / "data"
+    pg_root = tmp / "pg"
+    data = args.world.resolve().parent / "data"  # keeps the static layers' cache between runs
+    for stale in ("models", "products", "cache"):
+        shutil.rmtree(data / stale, ignore_errors=True)
     cluster = EmbeddedCluster(root=pg_root, port=args.port, bindir=find_bindir(None))
     db = Database(cluster=cluster, external_url=None, sql_dir=default_sql_dir())
     try:

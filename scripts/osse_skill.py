@@ -7,12 +7,18 @@ map, of bilinear interpolation of the coarse retrieval, and of the flat coarse r
 ceiling of any model's R against the noisy retrieval at 36 km (R of the truth's block mean against
 the retrieval itself).
 
-    .venv/bin/python scripts/osse_skill.py --world var/synthetic --train-days 90 [--models rf]
+With ``--lag`` it also measures a random forest with one more predictor, the soil moisture memory:
+the latest valid 36 km retrieval of the pixel's cell in the 5 days before the day (the domain mean
+where there is none), and reports the skill separately on pixels whose cell had a valid retrieval
+that day (corrected) and on gap-filled pixels, where memory can matter.
+
+    .venv/bin/python scripts/osse_skill.py --world var/synthetic --train-days 90 [--models rf] [--lag]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from datetime import date, timedelta
@@ -26,7 +32,7 @@ from etl.errors import SmapdsError
 from etl.grid import block_expand, block_mean, get_domain
 from etl.regrid import RasterSource, regrid
 from etl.sources.local import LocalDirectorySource
-from etl.stack import ArchivedFile, InputNames, StalenessLimits, build_stack
+from etl.stack import ArchivedFile, DailyStack, InputNames, StalenessLimits, build_stack
 from etl.static import SOIL_PROPERTIES, static_layers
 from models.downscale import downscale
 from models.learners import MODEL_NAMES, make_model
@@ -40,6 +46,7 @@ def main() -> None:
     ap.add_argument("--world", type=Path, required=True)
     ap.add_argument("--train-days", type=int, default=90)
     ap.add_argument("--models", default=",".join(MODEL_NAMES))
+    ap.add_argument("--lag", action="store_true", help="also an RF with the lagged retrieval")
     args = ap.parse_args()
     meta = json.loads((args.world / "manifest.json").read_text())
     domain = get_domain(meta["domain"]["name"])
@@ -122,8 +129,49 @@ def main() -> None:
         for d in test_days:
             out = downscale(stacks[d], predict, bounds=(0.02, 0.5), interpolate_residuals=True)
             results[name].append(out.soil_moisture)
+    if args.lag:
+        lags = {d: _lag_field(stacks, d, domain) for d in days if d in stacks}
+        lag_x = np.concatenate(
+            [
+                lags[d][
+                    samples.row36[samples.day == np.datetime64(d)],
+                    samples.col36[samples.day == np.datetime64(d)],
+                ]
+                for d in train_days
+            ]
+        )
+        order = np.concatenate(
+            [np.flatnonzero(samples.day == np.datetime64(d)) for d in train_days]
+        )
+        x_lag = np.column_stack([samples.X[order], lag_x]).astype(np.float32)
+        model = make_model("rf", None, seed=0, n_jobs=2)
+        model.fit(x_lag, samples.y[order])
+        from models.forest import PackedForest
+
+        packed = PackedForest.from_sklearn(model)
+        results["rf + lag"] = []
+        for d in test_days:
+            stack = _WithLag(
+                **{f.name: getattr(stacks[d], f.name) for f in dataclasses.fields(DailyStack)}
+            )
+            object.__setattr__(stack, "lag", block_expand(lags[d], 36).astype(np.float32))
+            out = downscale(
+                stack,
+                lambda x, p=packed: p.predict(x, with_std=True),
+                bounds=(0.02, 0.5),
+                interpolate_residuals=True,
+            )
+            results["rf + lag"].append(out.soil_moisture)
+    gap_cells = []
     for d in test_days:
         truths.append(truth[var].sel(time=np.datetime64(d)).values)
+        c = stacks[d].coarse36
+        valid36 = (
+            np.isfinite(c["soil_moisture"].values)
+            if c is not None
+            else np.zeros(domain.shape(36), bool)
+        )
+        gap_cells.append(~block_expand(valid36, 36).astype(bool))
     baselines: dict[str, list[np.ndarray]] = {"coarse, bilinear": [], "coarse, flat": []}
     for d in test_days:
         c = stacks[d].coarse36
@@ -144,12 +192,54 @@ def main() -> None:
         np.all([np.isfinite(m[i]) for m in maps.values()], axis=0) & np.isfinite(truths[i])
         for i in range(len(test_days))
     ]
-    print(f"{'method':<22}{'n':>10}{'R':>8}{'RMSE':>9}{'bias':>9}{'ubRMSE':>9}")
-    for label, series in maps.items():
-        est = np.concatenate([series[i][common[i]] for i in range(len(test_days))])
-        ref_ = np.concatenate([truths[i][common[i]] for i in range(len(test_days))])
-        s = pair_stats(est, ref_, min_n=30)
-        print(f"{label:<22}{s.n:>10}{s.r:>8.3f}{s.rmse:>9.4f}{s.bias:>+9.4f}{s.ubrmse:>9.4f}")
+    downscaled = {k: v for k, v in maps.items() if k.startswith("downscaled")}
+    filled = [
+        np.all([np.isfinite(m[i]) for m in downscaled.values()], axis=0)
+        & np.isfinite(truths[i])
+        & gap_cells[i]
+        for i in range(len(test_days))
+    ]
+    for part, select, shown in (
+        ("cells with a valid retrieval (every method has a value)", lambda i: common[i], maps),
+        (
+            "cells without one: gap-filled (no coarse value to compare)",
+            lambda i: filled[i],
+            downscaled,
+        ),
+    ):
+        print(f"\n{part}")
+        print(f"{'method':<22}{'n':>10}{'R':>8}{'RMSE':>9}{'bias':>9}{'ubRMSE':>9}")
+        for label, series in shown.items():
+            est = np.concatenate([series[i][select(i)] for i in range(len(test_days))])
+            ref_ = np.concatenate([truths[i][select(i)] for i in range(len(test_days))])
+            s = pair_stats(est, ref_, min_n=30)
+            print(f"{label:<22}{s.n:>10}{s.r:>8.3f}{s.rmse:>9.4f}{s.bias:>+9.4f}{s.ubrmse:>9.4f}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _WithLag(DailyStack):
+    """A day's stack with the lagged retrieval as a thirteenth predictor (the experiment only)."""
+
+    def feature_matrix(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+        lag: np.ndarray = object.__getattribute__(self, "lag")
+        return np.concatenate([super().feature_matrix(rows, cols), lag[rows, cols, None]], axis=-1)
+
+
+def _lag_field(stacks: dict[date, DailyStack], day: date, domain: object) -> np.ndarray:
+    """The latest valid 36 km retrieval of each cell in the 5 days before ``day``; the mean of
+    those values where a cell has none (and 0.25 if the whole window is empty)."""
+    out: np.ndarray | None = None
+    for back in range(5, 0, -1):  # oldest first, newer values overwrite
+        s = stacks.get(day - timedelta(days=back))
+        if s is None or s.coarse36 is None:
+            continue
+        v = s.coarse36["soil_moisture"].values.astype(np.float64)
+        out = v.copy() if out is None else np.where(np.isfinite(v), v, out)
+    if out is None:
+        shape = next(iter(stacks.values())).domain.shape(36)
+        return np.full(shape, 0.25)
+    fill = np.nanmean(out) if np.isfinite(out).any() else 0.25
+    return np.where(np.isfinite(out), out, fill)
 
 
 if __name__ == "__main__":

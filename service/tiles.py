@@ -8,7 +8,7 @@ Results come back in tile order, so the day's map is the same bytes wherever it 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from etl.errors import ConfigError
@@ -31,7 +31,7 @@ def runner(scheduler: str | None, *, timeout_s: float = 30.0) -> Iterator[Runner
         ) from err
 
     def run(
-        fn: Callable[..., Any], items: Sequence[tuple[Any, ...]], shared: tuple[Any, ...]
+        fn: Callable[..., Any], items: Iterable[tuple[Any, ...]], shared: tuple[Any, ...]
     ) -> list[Any]:
         common = [client.scatter(v, broadcast=True, hash=False) for v in shared]
         futures = [client.submit(fn, *item, *common, pure=False) for item in items]
