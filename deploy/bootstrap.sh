@@ -21,6 +21,27 @@ if [ "${#missing[@]}" -gt 0 ]; then
         "${missing[@]}" >/dev/null
 fi
 
+# Prometheus, for promtool and a real scrape in the tests. Installing it must not start its daemon
+# (in a container without systemd, or on a developer's machine where the tests start their own):
+# a policy-rc.d that refuses every start, only while dpkg runs, and the unit left disabled.
+if ! dpkg-query -W -f='${Status}' prometheus 2>/dev/null | grep -q "install ok installed"; then
+    echo "bootstrap: installing Debian package: prometheus (promtool; its daemon is not started)"
+    policy=/usr/sbin/policy-rc.d
+    own_policy=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+        $SUDO chmod 755 "$policy"
+        own_policy=1
+    fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        prometheus >/dev/null || { [ -z "$own_policy" ] || $SUDO rm -f "$policy"; exit 1; }
+    [ -z "$own_policy" ] || $SUDO rm -f "$policy"
+    if [ -d /run/systemd/system ]; then
+        $SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    fi
+fi
+
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
     echo "bootstrap: smapds needs Python 3.11 or newer (found $(python3 --version))" >&2; exit 1; }
 
