@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -206,3 +206,47 @@ def _cell(ds: xr.Dataset | None, row: int, col: int) -> float | None:
         return None
     v = float(ds["soil_moisture"].values[row, col])
     return v if np.isfinite(v) else None
+
+
+def collocate(engine: Engine, settings: Settings, day: date) -> None:
+    """The service's hook after a product (ledger stage ``collocate``): collocate that day."""
+    from service.stacks import stack_factory
+
+    collocate_day(
+        engine,
+        stack_factory(settings, engine),
+        data_dir=settings.data_dir,
+        day=day,
+        window=overpass_window(settings),
+    )
+
+
+def collocate_ingested(engine: Engine, settings: Settings, day: date) -> None:
+    """The service's hook after an ingest (ledger stage ``collocate_ingested``): collocate again
+    the product days whose overpass windows the observations loaded by that run can reach."""
+    from service.stacks import stack_factory
+
+    with engine.connect() as conn:
+        span = conn.execute(
+            sa.text("""
+            SELECT min(f.first_time), max(f.last_time)
+              FROM smapds.ingest_files f
+             WHERE f.loaded_at >= (SELECT started_at FROM smapds.run_ledger
+                                    WHERE domain = :d AND run_date = :day AND stage = 'ingest')
+               AND f.status IN ('OK', 'DEGRADED')
+        """),
+            {"d": settings.domain, "day": day},
+        ).one()
+    if span[0] is None:
+        return
+    # windows reach at most 12 h + 12 h of longitude offset from their UTC day
+    first = (span[0] - timedelta(days=1)).date()
+    last = (span[1] + timedelta(days=1)).date()
+    days = product_days(engine, domain=settings.domain, first=first, last=last)
+    if not days:
+        return
+    factory = stack_factory(settings, engine)
+    for d in days:
+        collocate_day(
+            engine, factory, data_dir=settings.data_dir, day=d, window=overpass_window(settings)
+        )

@@ -847,19 +847,23 @@ def _produce(engine: Engine, settings: Settings, day: date) -> _Made:
     """The product stage: the active model and the stack factory, then ``produce_day``."""
     from service.product import produce_day
     from service.stacks import stack_factory
+    from service.tiles import runner
     from service.train import active_model
 
     try:
         model = active_model(engine, domain=settings.domain, data_dir=settings.data_dir)
         factory = stack_factory(settings, engine)
-        r = produce_day(
-            engine,
-            factory,
-            model,
-            data_dir=settings.data_dir,
-            day=day,
-            settings_hash=settings_digest(settings),
-        )
+        with runner(settings.dask_scheduler) as run:
+            r = produce_day(
+                engine,
+                factory,
+                model,
+                data_dir=settings.data_dir,
+                day=day,
+                settings_hash=settings_digest(settings),
+                tile_cells=settings.tile_cells,
+                run=run,
+            )
     except Exception as err:  # set-up failed (no model, no static layers) or a bug: ledger it
         error = f"{type(err).__name__}: {err}"
         log.exception("product stage failed", extra={"stage": STAGE_PRODUCT})

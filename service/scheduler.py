@@ -43,6 +43,7 @@ from sqlalchemy.engine import Engine
 from etl.errors import SchemaError, SmapdsError
 from service import __version__
 from service.clock import Clock, SimulatedClock, clock_from_settings
+from service.collocate import collocate, collocate_ingested
 from service.db import Database, check_schema, default_sql_dir
 from service.http import Health, HttpEndpoint
 from service.metrics import ServiceMetrics
@@ -58,13 +59,14 @@ from service.pipeline import (
     run_ingest,
 )
 from service.settings import Settings
+from service.validate import validate
 
 log = logging.getLogger(__name__)
 
-PRODUCT_HOOKS: list[Hook] = []
-"""Run after each day's product, in order (e.g. collocation, then the validation refresh)."""
-INGEST_HOOKS: list[Hook] = []
-"""Run after each ingest run that loaded something (e.g. the validation refresh)."""
+PRODUCT_HOOKS: list[Hook] = [collocate, validate]
+"""Run after each day's product, in order: collocation with the stations, the validation refresh."""
+INGEST_HOOKS: list[Hook] = [collocate_ingested, validate]
+"""Run after each ingest run: re-collocate the product days the new observations touch, refresh."""
 
 PRODUCT_JOB: Final = "product"
 INGEST_JOB: Final = "ingest"

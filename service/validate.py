@@ -534,3 +534,9 @@ def _write_statistics(
     """),
         {"d": domain},
     )
+
+
+def validate(engine: Engine, settings: Settings, day: date) -> None:
+    """The service's hook after products and ingests (ledger stage ``validate``): refresh the
+    statistics incrementally."""
+    refresh(engine, domain=settings.domain, config=validation_config(settings))

@@ -1,0 +1,10 @@
+-- smapds 007: the time span of the observations each in situ file brought, so that the service can
+-- collocate again exactly the product days an ingest touched (service/collocate.py).
+
+ALTER TABLE smapds.ingest_files
+    ADD COLUMN first_time timestamptz,
+    ADD COLUMN last_time  timestamptz,
+    ADD CONSTRAINT ingest_files_time_range_ck CHECK (first_time <= last_time);
+
+COMMENT ON COLUMN smapds.ingest_files.first_time IS 'Earliest observation time loaded from the file (UTC); NULL when none loaded.';
+COMMENT ON COLUMN smapds.ingest_files.last_time IS 'Latest observation time loaded from the file (UTC); NULL when none loaded.';
