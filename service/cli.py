@@ -515,9 +515,8 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _produce(settings: Settings, first: date, last: date, *, skip_produced: bool) -> int:
-    import hashlib
-
     from service.collocate import collocate_day, overpass_window
+    from service.pipeline import settings_digest
     from service.product import produce_day
     from service.stacks import stack_factory
     from service.tiles import runner
@@ -525,9 +524,7 @@ def _produce(settings: Settings, first: date, last: date, *, skip_produced: bool
 
     if last < first:
         raise ConfigError(f"the last day {last} is before the first {first}")
-    settings_hash = hashlib.sha256(
-        json.dumps(settings.redacted(), sort_keys=True, default=str).encode()
-    ).hexdigest()
+    settings_hash = settings_digest(settings)
     rows: list[tuple[Any, ...]] = [
         (
             "day",
