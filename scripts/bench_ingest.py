@@ -7,12 +7,17 @@ PostgreSQL + PostGIS cluster in a temporary directory and migrates it, then meas
 1. plain ``COPY`` of the same rows (sensor, time, value, flags, file) into a bare table without
    keys or indexes (the rows prepared as COPY text in a file beforehand, so only the COPY counts);
 2. the loader, end to end: ``service.ingest.ingest_ismn`` on the folder (read, parse, validate,
-   stations and sensors, partitions, COPY into staging, insert into the monthly partitions with
-   their primary key, bookkeeping), with ``--workers`` files in parallel;
+   stations and sensors, partitions, binary COPY into the monthly partitions with their primary
+   key, bookkeeping), with ``--workers`` files in parallel;
 3. plain ``COPY`` again, to show how much the machine's speed drifted during the run.
 
 It prints rows/s of each and the ratio loader / plain COPY (the mean of the two COPY runs), then
 checks that every row arrived. Full size: ``--stations 2000 --days 365`` (17.5 million rows).
+
+The CPU line says where the time goes: CPU per row of this process and of the database (server
+processes, background work such as autovacuum included), and how many cores each phase kept busy.
+The plain COPY keeps about one core busy, the loader up to two, so on a machine shared with other
+work the ratio falls towards the ratio of CPU per row, and rises above it on an idle one.
 
     .venv/bin/python scripts/bench_ingest.py                    # quick: 100 stations x 60 days
     .venv/bin/python scripts/bench_ingest.py --stations 2000 --days 365
@@ -107,8 +112,10 @@ def main() -> int:
         per_row = [1e6 * (b - a) / n_rows for a, b in zip((cpu0, cpu1), (cpu1, cpu2), strict=True)]
         print(
             "CPU per row (python + postgres incl. background): "
-            f"plain COPY {per_row[0][0]:.2f} + {per_row[0][1]:.2f} us, "
-            f"loader {per_row[1][0]:.2f} + {per_row[1][1]:.2f} us; "
+            f"plain COPY {per_row[0][0]:.2f} + {per_row[0][1]:.2f} us "
+            f"({copy1 * per_row[0].sum() / 1e6:.2f} cores busy), "
+            f"loader {per_row[1][0]:.2f} + {per_row[1][1]:.2f} us "
+            f"({loader * per_row[1].sum() / 1e6:.2f} cores busy); "
             f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         )
         problems = [s for s in summaries if s.status != "OK"]

@@ -18,9 +18,11 @@ SKIPPED); 1 when rows or files were rejected (any DEGRADED or QUARANTINED); 2 wh
 A SKIPPED file never makes the exit code non-zero, even if its earlier load had rejects: nothing
 was rejected in this run, and its summary still shows the recorded counts.
 
-Speed: parsing is Python and holds the GIL; the database work of one file overlaps the parsing of
-the next with ``workers=2`` (a good value on a 2-core machine; ``scripts/bench_ingest.py``
-measures it against a plain ``COPY``).
+Speed: this thread reads and parses the files (numpy, see ``etl.insitu.tokens``) while ``workers``
+threads write the parsed ones, each in its own transaction with binary ``COPY`` (see
+``etl.insitu.load``), so parsing overlaps loading and the server works on several files at once.
+The commit of a file load does not wait for the disk flush (``load.relax_commit``). ``workers=2``
+suits a 2-core machine; ``scripts/bench_ingest.py`` measures the loader against a plain ``COPY``.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
+import numpy as np
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -67,6 +70,7 @@ FAILED: Final = "FAILED"
 SKIPPED: Final = "SKIPPED"
 _FINAL: Final = frozenset({OK, DEGRADED, QUARANTINED})  # outcomes that depend on the content only
 _REASONS_SHOWN: Final = 3
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -158,7 +162,7 @@ class _Partitions:
         self._known: set[str] = set()
         self._lock = threading.Lock()
 
-    def ensure(self, engine: Engine, *, first: str, last: str) -> None:
+    def ensure(self, engine: Engine, *, first: np.datetime64, last: np.datetime64) -> None:
         months = load.months(first, last)
         with self._lock:
             if self._known.issuperset(months):
@@ -171,25 +175,29 @@ class _Partitions:
 
 # -- running files --------------------------------------------------------------------------------
 
-Task = Callable[[Engine, SourceFile, Content], FileSummary]
+Load = Callable[[], FileSummary]
+"""The database part of a data file's work, run by a loader thread."""
+Task = Callable[[Engine, SourceFile, Content], FileSummary | Load]
+"""A file's work: its summary, or (data files) its database part still to run."""
 Reader = Callable[[SourceFile], Content]
 
 
 def _run(
     engine: Engine, files: list[SourceFile], *, read: Reader, workers: int, task: Task
 ) -> list[tuple[SourceFile, FileSummary]]:
-    """Read each file (in this thread) and hand it to ``task`` (in ``workers`` threads)."""
+    """Read and prepare each file in this thread (content, checks, parsing) and hand its database
+    part to one of ``workers`` threads, so the next files are parsed while earlier ones load."""
     if workers <= 1:
         return [(f, _one(engine, f, read=read, task=task)) for f in files]
     out: list[tuple[SourceFile, FileSummary]] = []
     pending: deque[tuple[SourceFile, Future[FileSummary]]] = deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
         for f in files:
-            content = _read(engine, f, read)
-            if isinstance(content, FileSummary):
-                out.append((f, content))
+            step = _prepare(engine, f, read=read, task=task)
+            if isinstance(step, FileSummary):
+                out.append((f, step))
                 continue
-            pending.append((f, pool.submit(_guarded, engine, f, content, task)))
+            pending.append((f, pool.submit(step)))
             while len(pending) > 2 * workers:
                 done, future = pending.popleft()
                 out.append((done, future.result()))
@@ -198,10 +206,20 @@ def _run(
 
 
 def _one(engine: Engine, source: SourceFile, *, read: Reader, task: Task) -> FileSummary:
+    step = _prepare(engine, source, read=read, task=task)
+    return step if isinstance(step, FileSummary) else step()
+
+
+def _prepare(engine: Engine, source: SourceFile, *, read: Reader, task: Task) -> FileSummary | Load:
+    """The file read and its task run up to its database part; the summary once it is done."""
+    started = time.perf_counter()
     content = _read(engine, source, read)
     if isinstance(content, FileSummary):
         return content
-    return _guarded(engine, source, content, task)
+    step = _guarded(engine, source, content, partial(task, engine, source, content))
+    if isinstance(step, FileSummary):
+        return _logged(step, started)
+    return lambda: _logged(_guarded(engine, source, content, step), started)
 
 
 def _read(engine: Engine, source: SourceFile, read: Reader) -> Content | FileSummary:
@@ -216,18 +234,23 @@ def _read(engine: Engine, source: SourceFile, read: Reader) -> Content | FileSum
         return _record_bad(engine, source, None, fmt, str(err), QUARANTINED)
 
 
-def _guarded(engine: Engine, source: SourceFile, content: Content, task: Task) -> FileSummary:
-    """Run one file's task; whatever goes wrong is that file's FAILED summary, never the run's."""
-    started = time.perf_counter()
+def _guarded(
+    engine: Engine, source: SourceFile, content: Content, work: Callable[[], T]
+) -> T | FileSummary:
+    """Run part of one file's work; whatever goes wrong is that file's FAILED summary, never the
+    run's."""
     try:
-        summary = task(engine, source, content)
+        return work()
     except (SmapdsError, SQLAlchemyError, OSError) as err:
         log.error("file failed", extra={"path": source.label, "error": _one_line(err)})
-        summary = _record_bad(engine, source, content, Format.UNKNOWN, _one_line(err), FAILED)
+        return _record_bad(engine, source, content, Format.UNKNOWN, _one_line(err), FAILED)
     except Exception as err:  # a bug must not cost the other files: report it with this file
         log.exception("file failed unexpectedly", extra={"path": source.label})
         error = f"{type(err).__name__}: {err}"
-        summary = _record_bad(engine, source, content, Format.UNKNOWN, error, FAILED)
+        return _record_bad(engine, source, content, Format.UNKNOWN, error, FAILED)
+
+
+def _logged(summary: FileSummary, started: float) -> FileSummary:
     log.info(
         "ingested file",
         extra={
@@ -248,7 +271,7 @@ def _guarded(engine: Engine, source: SourceFile, content: Content, task: Task) -
 
 def _ismn_data_file(
     engine: Engine, source: SourceFile, content: Content, *, partitions: _Partitions
-) -> FileSummary:
+) -> FileSummary | Load:
     skipped = _unchanged(engine, source, content)
     if skipped is not None:
         return skipped
@@ -262,12 +285,12 @@ def _ismn_data_file(
         parsed = parse_stm(content.data, name=source.name)
     except InputError as err:
         return _record_bad(engine, source, content, fmt, _named(source, err), QUARANTINED)
-    return _load_observations(engine, source, content, parsed, partitions=partitions)
+    return partial(_load_observations, engine, source, content, parsed, partitions=partitions)
 
 
 def _csv_observations_file(
     engine: Engine, source: SourceFile, content: Content, *, partitions: _Partitions
-) -> FileSummary:
+) -> FileSummary | Load:
     skipped = _unchanged(engine, source, content)
     if skipped is not None:
         return skipped
@@ -275,7 +298,7 @@ def _csv_observations_file(
         parsed = parse_observations_csv(content.data, name=source.label)
     except InputError as err:
         return _record_bad(engine, source, content, Format.CSV_OBSERVATIONS, str(err), QUARANTINED)
-    return _load_observations(engine, source, content, parsed, partitions=partitions)
+    return partial(_load_observations, engine, source, content, parsed, partitions=partitions)
 
 
 def _load_observations(
@@ -291,11 +314,12 @@ def _load_observations(
         ranges = [rows.time_range() for _, rows in parsed.blocks]
         partitions.ensure(engine, first=min(r[0] for r in ranges), last=max(r[1] for r in ranges))
     with engine.begin() as conn:
+        load.relax_commit(conn)
         known: dict[tuple[str, str], int] = {}
         if parsed.station is not None:
             station = parsed.station
             known[(station.network, station.key)] = load.add_station(conn, station)
-        blocks: list[tuple[int, Rows]] = []
+        blocks: list[tuple[load.SensorRef, Rows]] = []
         unknown: list[tuple[SeriesKey, Rows]] = []
         for key, rows in parsed.blocks:
             station_id = known.get((key.network, key.station_key))
@@ -304,8 +328,8 @@ def _load_observations(
             if station_id is None:
                 unknown.append((key, rows))
             else:
-                sensor_id = load.add_sensor(conn, station_id=station_id, sensor=key.sensor)
-                blocks.append((sensor_id, rows))
+                sensor = load.add_sensor(conn, station_id=station_id, sensor=key.sensor)
+                blocks.append((sensor, rows))
         rejects = list(parsed.rejects)
         if unknown:
             rejects = sorted(
@@ -316,8 +340,8 @@ def _load_observations(
         file_id = _record(
             conn, source, content, parsed.format, parsed.rows_read, loaded, rejects, status, error
         )
-        for sensor_id, rows in blocks:
-            load.write_rows(conn, sensor_id=sensor_id, file_id=file_id, rows=rows)
+        for sensor, rows in blocks:
+            load.write_rows(conn, sensor=sensor, file_id=file_id, rows=rows)
     return FileSummary(
         source.label, parsed.format, parsed.rows_read, loaded, len(rejects), status, error
     )
@@ -475,7 +499,7 @@ def _unknown_station_rejects(
             clip(lines[n - 1]),
         )
         for key, rows in blocks
-        for n in rows.line_nos
+        for n in rows.line_nos.tolist()
     ]
 
 

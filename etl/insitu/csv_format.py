@@ -24,6 +24,7 @@ from etl.insitu.model import (
     Reason,
     Reject,
     Rows,
+    RowsBuilder,
     Sensor,
     SeriesKey,
     Station,
@@ -124,7 +125,7 @@ def parse_stations_csv(data: bytes, *, name: str) -> ParsedStations:
 def parse_observations_csv(data: bytes, *, name: str) -> ParsedObservations:
     """Parse an observations table; rows are grouped by sensor (network, station, variable,
     depths, instrument). InputError naming the file when its header is wrong."""
-    blocks: dict[SeriesKey, Rows] = {}
+    blocks: dict[SeriesKey, RowsBuilder] = {}
     rejects: list[Reject] = []
     read = 0
     lines = split_lines(decode(data))
@@ -159,15 +160,11 @@ def parse_observations_csv(data: bytes, *, name: str) -> ParsedObservations:
         variable = row["variable"]
         variable = ISMN_VARIABLES.get(variable.lower(), (variable, ""))[0]
         sensor = Sensor(variable, d0, d1, row.get("instrument") or UNKNOWN_INSTRUMENT)
-        rows = blocks.setdefault(SeriesKey(row["network"], row["station"], sensor), Rows())
-        rows.times.append(when)
-        rows.values.append(value)
-        rows.quality_flags.append(row["quality_flag"])
-        rows.provider_flags.append(row.get("provider_flag", ""))
-        rows.line_nos.append(line_no)
+        block = blocks.setdefault(SeriesKey(row["network"], row["station"], sensor), RowsBuilder())
+        block.add(when, value, row["quality_flag"], row.get("provider_flag", ""), line_no)
     kept: list[tuple[SeriesKey, Rows]] = []
-    for key, rows in blocks.items():
-        rows, dropped = rows.without_duplicate_times()
+    for key, block in blocks.items():
+        rows, dropped = block.build().without_duplicate_times()
         rejects.extend(
             Reject(
                 n,

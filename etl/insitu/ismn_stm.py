@@ -16,7 +16,10 @@ instrument for CEOP) and must agree with the contents once names are normalised
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final
+
+import numpy as np
 
 from etl.errors import InputError
 from etl.insitu.ismn_names import DataName, parse_data_name
@@ -26,13 +29,13 @@ from etl.insitu.model import (
     Reason,
     Reject,
     Rows,
+    RowsBuilder,
     Sensor,
     SeriesKey,
     Station,
     station_key,
 )
 from etl.insitu.text import (
-    HHMM,
     clip,
     decode,
     is_number,
@@ -41,6 +44,7 @@ from etl.insitu.text import (
     lat_lon_problem,
     split_lines,
 )
+from etl.insitu.tokens import decimals, hhmm_minutes, ismn_days, labels, split_tokens, utc_times
 
 _NUM: Final = r"[-+]?(?:\d+\.?\d*|\.\d+)"
 _HEADER = re.compile(
@@ -48,6 +52,7 @@ _HEADER = re.compile(
     rf"\s+(?P<elev>{_NUM})\s+(?P<d0>{_NUM})\s+(?P<d1>{_NUM})(?:\s+(?P<instrument>\S.*?))?\s*"
 )
 _DEPTH_TOLERANCE_M: Final = 1e-6
+_LINE_BREAK: Final = re.compile(r"\r\n|\r|\n")
 
 
 def detect_format(data: bytes) -> Format:
@@ -74,20 +79,22 @@ def parse_stm(data: bytes, *, name: str) -> ParsedObservations:
 def parse_header_values(data: bytes, *, name: str) -> ParsedObservations:
     """Parse a header+values file. InputError (naming the file and line) when the file as a whole
     is unusable: no or malformed header, impossible coordinates, a file name that contradicts it."""
-    lines = split_lines(decode(data))
-    first = next((i for i, line in enumerate(lines) if line.strip()), None)
-    if first is None:
+    text = decode(data)
+    found = _first_line(text)
+    if found is None:
         raise InputError(f"{name}: empty file")
-    m = _HEADER.fullmatch(lines[first])
+    header_no, header, body_start = found
+    m = _HEADER.fullmatch(header)
     if m is None:
         raise InputError(
-            f"{name}: line {first + 1}: not a header+values header (CSE, network, station, latitude, "
-            f"longitude, elevation, depth from, depth to, sensor): {clip(lines[first])[:120]!r}"
+            f"{name}: line {header_no}: not a header+values header (CSE, network, station, "
+            f"latitude, longitude, elevation, depth from, depth to, sensor): "
+            f"{clip(header)[:120]!r}"
         )
     lat, lon = float(m["lat"]), float(m["lon"])
     problem = lat_lon_problem(lat, lon)
     if problem is not None:
-        raise InputError(f"{name}: line {first + 1} (header): {problem}")
+        raise InputError(f"{name}: line {header_no} (header): {problem}")
     fname = parse_data_name(name)
     d0, d1 = float(m["d0"]), float(m["d1"])
     _check_name(fname, name=name, cse=m["cse"], network=m["network"], station=m["station"])
@@ -107,9 +114,7 @@ def parse_header_values(data: bytes, *, name: str) -> ParsedObservations:
         depth_to_m=d1,
         instrument=header_instrument or fname.instrument,
     )
-    rows, rejects, read = _value_lines(lines, first=first + 1)
-    rows, dropped = rows.without_duplicate_times()
-    rejects.extend(_duplicates(dropped, lines))
+    rows, rejects, read = _value_lines(text[body_start:], first_line_no=header_no + 1)
     return ParsedObservations(
         format=Format.ISMN_HEADER_VALUES,
         station=station,
@@ -119,47 +124,89 @@ def parse_header_values(data: bytes, *, name: str) -> ParsedObservations:
     )
 
 
-def _value_lines(lines: list[str], *, first: int) -> tuple[Rows, list[Reject], int]:
-    """The measurement lines of a header+values file (the hot loop: keep it lean)."""
-    rows = Rows()
-    add_time, add_value = rows.times.append, rows.values.append
-    add_flag, add_provider, add_line = (
-        rows.quality_flags.append,
-        rows.provider_flags.append,
-        rows.line_nos.append,
+def _first_line(text: str) -> tuple[int, str, int] | None:
+    """(1-based number, text, offset of the next line) of the first line that is not blank."""
+    line_no, start = 1, 0
+    while start < len(text):
+        brk = _LINE_BREAK.search(text, start)
+        end, following = (brk.start(), brk.end()) if brk else (len(text), len(text))
+        if text[start:end].strip():
+            return line_no, text[start:end], following
+        line_no, start = line_no + 1, following
+    return None
+
+
+def _value_lines(body: str, *, first_line_no: int) -> tuple[Rows, list[Reject], int]:
+    """The measurement lines of a header+values file (``body`` starts at line ``first_line_no``):
+    the rows without repeated times, the rejects, and how many lines were read.
+
+    The hot path of the loader: lines of the usual shape are read all at once by
+    :mod:`etl.insitu.tokens`; any other line (a reject, or an unusual but valid number such as
+    ``1e-3``) is read alone by :func:`_value_line`, the rule both paths implement.
+    """
+    tokens = split_tokens(body)
+    if tokens is None:  # not plain ASCII: every line alone
+        lines = split_lines(body)
+        every = _line_by_line(lines, range(len(lines)), first_line_no)
+        return _without_repeats(*every, lambda n: lines[n - first_line_no])
+    counts = tokens.token_counts
+    shaped = np.flatnonzero((counts == 4) | (counts == 5))
+    days, ok = ismn_days(tokens.data, *tokens.field(shaped, 0))
+    minutes, time_ok = hhmm_minutes(tokens.data, *tokens.field(shaped, 1))
+    values, value_ok = decimals(tokens.data, *tokens.field(shaped, 2))
+    ok &= time_ok & value_ok
+    good = shaped[ok]
+    flag_starts, flag_ends = tokens.field(good, 3)
+    provider_starts, provider_ends = flag_ends.copy(), flag_ends.copy()  # none: an empty span
+    with_provider = counts[good] == 5
+    provider_starts[with_provider], provider_ends[with_provider] = tokens.field(
+        good[with_provider], 4
     )
+    rows = Rows(
+        times=utc_times(days[ok], minutes[ok]),
+        values=values[ok],
+        quality_flags=labels(tokens.data, flag_starts, flag_ends),
+        provider_flags=labels(tokens.data, provider_starts, provider_ends),
+        line_nos=good + first_line_no,
+    )
+    others = counts > 0
+    others[good] = False
+    alone = np.flatnonzero(others).tolist()
+    read = int(np.count_nonzero(counts))
     rejects: list[Reject] = []
-    days: dict[str, str] = {}
+    if alone:
+        more, rejects, _ = _line_by_line([tokens.line(i) for i in alone], alone, first_line_no)
+        if len(more):
+            rows = Rows.concat([rows, more])
+            rows = rows.take(np.argsort(rows.line_nos, kind="stable"))
+    return _without_repeats(rows, rejects, read, lambda n: tokens.line(n - first_line_no))
+
+
+def _line_by_line(
+    lines: Sequence[str], numbers: Iterable[int], first_line_no: int
+) -> tuple[Rows, list[Reject], int]:
+    """Measurement lines read one at a time: ``lines[k]`` is line ``numbers[k] + first_line_no``."""
+    rows = RowsBuilder()
+    rejects: list[Reject] = []
     read = 0
-    for i in range(first, len(lines)):
-        tokens = lines[i].split()
-        n = len(tokens)
-        if n == 0:
+    for line, i in zip(lines, numbers, strict=True):
+        tokens = line.split()
+        if not tokens:
             continue
         read += 1
-        if n == 4 or n == 5:
-            day = days.get(tokens[0])
-            if day is None:
-                day = days[tokens[0]] = ismn_day(tokens[0])[0] or ""
-            value = tokens[2]
-            # plain non-negative decimals inline (nearly every row); anything else via is_number
-            if (
-                day
-                and tokens[1] in HHMM
-                and ((value.replace(".", "", 1).isdigit() and value.isascii()) or is_number(value))
-            ):
-                add_time(f"{day} {tokens[1]}:00+00")
-                add_value(value)
-                add_flag(tokens[3])
-                add_provider(tokens[4] if n == 5 else "")
-                add_line(i + 1)
-                continue
-        rejects.append(_value_line_reject(tokens, line=lines[i], line_no=i + 1))
-    return rows, rejects, read
+        row = _value_line(tokens, line=line, line_no=i + first_line_no)
+        if isinstance(row, Reject):
+            rejects.append(row)
+        else:
+            rows.add(*row, line_no=i + first_line_no)
+    return rows.build(), rejects, read
 
 
-def _value_line_reject(tokens: list[str], *, line: str, line_no: int) -> Reject:
-    """Why a measurement line was refused (the slow path, only for bad lines)."""
+def _value_line(
+    tokens: list[str], *, line: str, line_no: int
+) -> tuple[str, str, str, str] | Reject:
+    """One measurement line: (canonical UTC time, value, quality flag, provider flag or ""), or
+    why it is refused. The reference rule; :func:`_value_lines` reads most lines faster."""
     n = len(tokens)
     if n == 3 and ismn_time(tokens[0], tokens[1])[0] is not None and is_number(tokens[2]):
         return Reject(line_no, Reason.MISSING_FIELD, "quality flag missing", clip(line))
@@ -170,9 +217,18 @@ def _value_line_reject(tokens: list[str], *, line: str, line_no: int) -> Reject:
     if when is None:
         assert reason is not None
         return Reject(line_no, reason, detail, clip(line))
-    return Reject(
-        line_no, Reason.NON_NUMERIC_VALUE, f"value {tokens[2]!r} is not a number", clip(line)
-    )
+    if not is_number(tokens[2]):
+        detail = f"value {tokens[2]!r} is not a number"
+        return Reject(line_no, Reason.NON_NUMERIC_VALUE, detail, clip(line))
+    return when, tokens[2], tokens[3], tokens[4] if n == 5 else ""
+
+
+def _without_repeats(
+    rows: Rows, rejects: list[Reject], read: int, line: Callable[[int], str]
+) -> tuple[Rows, list[Reject], int]:
+    """The rows without repeated times, the rejects with the dropped repeats added, ``read``."""
+    rows, dropped = rows.without_duplicate_times()
+    return rows, rejects + _duplicates(dropped, line), read
 
 
 def parse_ceop(data: bytes, *, name: str) -> ParsedObservations:
@@ -182,7 +238,7 @@ def parse_ceop(data: bytes, *, name: str) -> ParsedObservations:
     """
     lines = split_lines(decode(data))
     fname = parse_data_name(name)
-    rows = Rows()
+    builder = RowsBuilder()
     rejects: list[Reject] = []
     station: Station | None = None
     ident: tuple[str, str, float, float] | None = None
@@ -226,13 +282,9 @@ def parse_ceop(data: bytes, *, name: str) -> ParsedObservations:
             detail = f"station {network}/{name_in_line} at {d0_s}-{d1_s} m differs from line 1's"
             rejects.append(Reject(i + 1, Reason.STATION_MISMATCH, detail, clip(line)))
             continue
-        rows.times.append(when)
-        rows.values.append(value)
-        rows.quality_flags.append(flag)
-        rows.provider_flags.append(provider)
-        rows.line_nos.append(i + 1)
-    rows, dropped = rows.without_duplicate_times()
-    rejects.extend(_duplicates(dropped, lines))
+        builder.add(when, value, flag, provider, line_no=i + 1)
+    rows, dropped = builder.build().without_duplicate_times()
+    rejects.extend(_duplicates(dropped, lambda n: lines[n - 1]))
     blocks: list[tuple[SeriesKey, Rows]] = []
     if station is not None and ident is not None and len(rows):
         sensor = Sensor(fname.variable, ident[2], ident[3], fname.instrument)
@@ -313,10 +365,9 @@ def _check_depths(fname: DataName, *, name: str, depth_from: float, depth_to: fl
         )
 
 
-def _duplicates(line_nos: list[int], lines: list[str]) -> list[Reject]:
+def _duplicates(line_nos: list[int], line: Callable[[int], str]) -> list[Reject]:
+    """Rejects of repeated times; ``line`` gives the text of a 1-based line number."""
     return [
-        Reject(
-            n, Reason.DUPLICATE_TIME, "time already given on an earlier line", clip(lines[n - 1])
-        )
+        Reject(n, Reason.DUPLICATE_TIME, "time already given on an earlier line", clip(line(n)))
         for n in line_nos
     ]

@@ -1,18 +1,21 @@
 """Value objects of the in situ loader: stations, sensors, rows of observations, rejected rows.
 
-Parsers turn files into these; the loader writes them. Observation rows are kept as columns of
-validated text (canonical UTC time, the value as written) because that is what ``COPY`` reads, and
-converting millions of values to floats and back would only cost time and risk rounding.
+Parsers turn files into these; the loader writes them. Observation rows are kept as numpy columns
+(UTC times, float values, flags as codes into their few distinct texts) because the loader sends
+them to PostgreSQL in binary ``COPY`` format, which is built from such columns without a Python loop
+per row.
 """
 
 from __future__ import annotations
 
-import operator
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from itertools import islice
 from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
 
 # ISMN file-name codes -> (variable name, unit). Codes not listed are kept as given, unit unknown.
 ISMN_VARIABLES: Final[dict[str, tuple[str, str]]] = {
@@ -121,12 +124,127 @@ class SeriesKey:
         return station_key(self.station)
 
 
-@dataclass
-class Rows:
-    """Observation rows of one sensor as columns of validated text.
+UtcTimes = NDArray[np.datetime64]
+"""Times as ``datetime64[us]`` in UTC (naive numpy values that mean UTC)."""
 
-    ``times`` are canonical UTC (``YYYY-MM-DD HH:MM:SS+00``), ``values`` decimal numbers as written,
-    ``provider_flags`` empty when the file has none; ``line_nos`` are 1-based lines in the file.
+
+@dataclass(frozen=True)
+class Labels:
+    """A text column with few distinct values (quality and provider flags), as codes into names.
+
+    ``names[codes[i]]`` is row i's text; the empty string means "none" (stored as NULL).
+    """
+
+    codes: NDArray[np.intp]
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, texts: Sequence[str]) -> Labels:
+        """The labels of a list of texts (names in order of first appearance)."""
+        index: dict[str, int] = {}
+        codes = np.fromiter(
+            (index.setdefault(t, len(index)) for t in texts), dtype=np.intp, count=len(texts)
+        )
+        return cls(codes, tuple(index))
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def tolist(self) -> list[str]:
+        names = self.names
+        return [names[c] for c in self.codes.tolist()]
+
+    def take(self, index: NDArray[np.intp] | NDArray[np.bool_]) -> Labels:
+        """The labels of the rows selected by an index array or a boolean mask."""
+        return Labels(self.codes[index], self.names)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Observation rows of one sensor as columns, in the order of the file unless sorted.
+
+    ``times`` UTC (``datetime64[us]``), ``values`` finite floats (decimal text converts to the same
+    double as PostgreSQL's ``float8`` input gives), flags as :class:`Labels` (provider flag empty
+    when the file has none), ``line_nos`` the rows' 1-based lines in the file.
+    """
+
+    times: UtcTimes
+    values: NDArray[np.float64]
+    quality_flags: Labels
+    provider_flags: Labels
+    line_nos: NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def in_time_order(self) -> bool:
+        """True when the times never decrease (the usual case: files are written in order)."""
+        return bool(np.all(self.times[1:] >= self.times[:-1]))
+
+    def time_range(self) -> tuple[np.datetime64, np.datetime64]:
+        """(first, last) time; the rows must not be empty."""
+        if self.in_time_order():
+            return self.times[0], self.times[-1]
+        return self.times.min(), self.times.max()
+
+    def take(self, index: NDArray[np.intp] | NDArray[np.bool_]) -> Rows:
+        """The rows selected by an index array (in its order) or a boolean mask."""
+        return Rows(
+            times=self.times[index],
+            values=self.values[index],
+            quality_flags=self.quality_flags.take(index),
+            provider_flags=self.provider_flags.take(index),
+            line_nos=self.line_nos[index],
+        )
+
+    def sorted_by_time(self) -> Rows:
+        """The rows sorted by time (stable: equal times keep their order); self when sorted."""
+        if self.in_time_order():
+            return self
+        return self.take(np.argsort(self.times, kind="stable"))
+
+    def without_duplicate_times(self) -> tuple[Rows, list[int]]:
+        """The rows with every repeated time after its first occurrence dropped, and the line
+        numbers of the dropped rows."""
+        order = None if self.in_time_order() else np.argsort(self.times, kind="stable")
+        times = self.times if order is None else self.times[order]
+        repeated = np.zeros(len(times), dtype=np.bool_)
+        repeated[1:] = times[1:] == times[:-1]
+        if not repeated.any():
+            return self, []
+        if order is not None:  # back to file order: a stable sort keeps first occurrences first
+            unsorted = np.empty_like(repeated)
+            unsorted[order] = repeated
+            repeated = unsorted
+        return self.take(~repeated), self.line_nos[repeated].tolist()
+
+    @classmethod
+    def concat(cls, parts: Sequence[Rows]) -> Rows:
+        """The rows of ``parts`` one after the other (flags re-coded into one set of names)."""
+        return cls(
+            times=np.concatenate([p.times for p in parts]),
+            values=np.concatenate([p.values for p in parts]),
+            quality_flags=_concat_labels([p.quality_flags for p in parts]),
+            provider_flags=_concat_labels([p.provider_flags for p in parts]),
+            line_nos=np.concatenate([p.line_nos for p in parts]),
+        )
+
+
+def _concat_labels(parts: Sequence[Labels]) -> Labels:
+    index: dict[str, int] = {}
+    codes = []
+    for part in parts:
+        remap = np.array([index.setdefault(n, len(index)) for n in part.names], dtype=np.intp)
+        codes.append(remap[part.codes] if len(part.names) else part.codes)
+    return Labels(np.concatenate(codes) if codes else np.zeros(0, np.intp), tuple(index))
+
+
+@dataclass
+class RowsBuilder:
+    """Rows collected one by one by a line-oriented parser, as validated text.
+
+    ``add`` takes a canonical UTC time (``YYYY-MM-DD HH:MM:SS[.ffffff]+00``, as ``text.ismn_time``
+    and ``text.iso_time`` give) and a finite decimal number (``text.is_number``).
     """
 
     times: list[str] = field(default_factory=list)
@@ -135,43 +253,22 @@ class Rows:
     provider_flags: list[str] = field(default_factory=list)
     line_nos: list[int] = field(default_factory=list)
 
-    def __len__(self) -> int:
-        return len(self.times)
+    def add(
+        self, time: str, value: str, quality_flag: str, provider_flag: str, line_no: int
+    ) -> None:
+        self.times.append(time)
+        self.values.append(value)
+        self.quality_flags.append(quality_flag)
+        self.provider_flags.append(provider_flag)
+        self.line_nos.append(line_no)
 
-    def in_time_order(self) -> bool:
-        """True when the times never decrease (the usual case: files are written in order)."""
-        return all(map(operator.le, self.times, islice(self.times, 1, None)))
-
-    def time_range(self) -> tuple[str, str]:
-        """(first, last) time; canonical text sorts chronologically."""
-        if self.in_time_order():
-            return self.times[0], self.times[-1]
-        return min(self.times), max(self.times)
-
-    def without_duplicate_times(self) -> tuple[Rows, list[int]]:
-        """The rows with every repeated time after its first occurrence dropped, and the line
-        numbers of the dropped rows."""
-        ordered = self.in_time_order()
-        if (ordered and not any(map(operator.eq, self.times, islice(self.times, 1, None)))) or (
-            not ordered and len(set(self.times)) == len(self.times)
-        ):
-            return self, []
-        seen: set[str] = set()
-        mask: list[bool] = []
-        for t in self.times:
-            mask.append(t not in seen)
-            seen.add(t)
-        dropped = [n for n, k in zip(self.line_nos, mask, strict=True) if not k]
-        return self.keep(mask), dropped
-
-    def keep(self, mask: list[bool]) -> Rows:
-        """The rows whose mask entry is True."""
+    def build(self) -> Rows:
         return Rows(
-            times=[v for v, k in zip(self.times, mask, strict=True) if k],
-            values=[v for v, k in zip(self.values, mask, strict=True) if k],
-            quality_flags=[v for v, k in zip(self.quality_flags, mask, strict=True) if k],
-            provider_flags=[v for v, k in zip(self.provider_flags, mask, strict=True) if k],
-            line_nos=[v for v, k in zip(self.line_nos, mask, strict=True) if k],
+            times=np.array([t.removesuffix("+00") for t in self.times], dtype="datetime64[us]"),
+            values=np.array(self.values, dtype=np.float64),
+            quality_flags=Labels.of(self.quality_flags),
+            provider_flags=Labels.of(self.provider_flags),
+            line_nos=np.array(self.line_nos, dtype=np.int64),
         )
 
 

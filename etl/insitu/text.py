@@ -9,6 +9,7 @@ bad row would abort a whole ``COPY``.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from functools import lru_cache
 from typing import Final
@@ -19,7 +20,7 @@ MIN_YEAR: Final = 1900
 MAX_YEAR: Final = 2100
 MAX_LINE_CHARS: Final = 1000
 
-_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
 HHMM: Final = frozenset(f"{h:02d}:{m:02d}" for h in range(24) for m in range(60))
 _ISO = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})[T ](?P<time>\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)"
@@ -49,11 +50,12 @@ def clip(line: str) -> str:
 
 
 def is_number(text: str) -> bool:
-    """A finite decimal number PostgreSQL reads as float8 (``0.141``, ``-2``, ``.5``, ``1e-3``)."""
+    """A decimal number PostgreSQL reads as float8 (``0.141``, ``-2``, ``.5``, ``1e-3``) whose
+    value is finite (``1e999`` is not: it overflows). ASCII digits only."""
     body = text[1:] if text[:1] in ("-", "+") and len(text) > 1 else text
-    if body.replace(".", "", 1).isdigit() and body.isascii():
-        return True
-    return _NUMBER.fullmatch(text) is not None
+    if (body.replace(".", "", 1).isdigit() and body.isascii()) or _NUMBER.fullmatch(text):
+        return math.isfinite(float(text))
+    return False
 
 
 def to_number(text: str) -> float | None:
