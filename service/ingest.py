@@ -342,6 +342,14 @@ def _load_observations(
         )
         for sensor, rows in blocks:
             load.write_rows(conn, sensor=sensor, file_id=file_id, rows=rows)
+        spans = [rows.time_range() for _, rows in blocks if len(rows)]
+        if spans:
+            load.record_time_span(
+                conn,
+                file_id=file_id,
+                first=min(a for a, _ in spans),
+                last=max(b for _, b in spans),
+            )
     return FileSummary(
         source.label, parsed.format, parsed.rows_read, loaded, len(rejects), status, error
     )

@@ -18,7 +18,7 @@ from etl.archive import Archive
 from etl.grid import ease2
 from etl.readers import read_smap_l3
 from models.metrics import pair_stats
-from service.collocate import OverpassWindow, collocate_day, product_days
+from service.collocate import OverpassWindow, collocate_day, collocate_ingested, product_days
 from service.fetch import fetch_day
 from service.ingest import ingest_ismn
 from service.product import produce_day
@@ -242,3 +242,32 @@ def test_statistics_of_the_synthetic_world_equal_a_numpy_recomputation(
             assert getattr(got, field) == pytest.approx(getattr(want, field), abs=1e-9)
     # the downscaled map agrees with the stations better than the 36 km retrieval does
     assert stored["product_1km"].ubrmse < stored["coarse_36km"].ubrmse
+
+
+def test_an_ingest_records_its_time_span_and_recollocates_the_days_it_touched(
+    world: tuple[Settings, StackFactory], writer: Engine
+) -> None:
+    settings, _ = world
+    with writer.begin() as conn:
+        spans = conn.execute(
+            sa.text("""
+            SELECT f.first_time, f.last_time, min(o.time) AS lo, max(o.time) AS hi
+              FROM smapds.ingest_files f JOIN smapds.observations o USING (file_id)
+             GROUP BY f.file_id
+        """)
+        ).all()
+        conn.execute(sa.text("DELETE FROM smapds.collocations"))
+        conn.execute(
+            sa.text("""
+            INSERT INTO smapds.run_ledger (domain, run_date, stage, status, started_at)
+            VALUES ('demo', :d, 'ingest', 'OK', '2000-01-01')
+        """),
+            {"d": DAYS[-1]},
+        )
+    assert spans and all((s.first_time, s.last_time) == (s.lo, s.hi) for s in spans)
+    collocate_ingested(writer, settings, DAYS[-1])
+    with writer.connect() as conn:
+        days = conn.execute(
+            sa.text("SELECT DISTINCT product_date FROM smapds.collocations ORDER BY 1")
+        ).scalars()
+        assert list(days) == PRODUCED

@@ -31,6 +31,7 @@ import logging
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from itertools import pairwise
 from typing import Any, Final
@@ -185,6 +186,24 @@ def record_file(
             {"p": path, "m": member},
         ).scalar_one()
     return int(file_id)
+
+
+def record_time_span(
+    conn: Connection, *, file_id: int, first: np.datetime64, last: np.datetime64
+) -> None:
+    """The span of the observation times a file brought (ingest_files.first_time/last_time)."""
+    conn.execute(
+        _sql("""
+        UPDATE smapds.ingest_files SET first_time = :a, last_time = :b
+         WHERE file_id = :f AND (first_time, last_time) IS DISTINCT FROM (:a, :b)
+    """),
+        {"f": file_id, "a": _utc(first), "b": _utc(last)},
+    )
+
+
+def _utc(t: np.datetime64) -> datetime:
+    moment: datetime = t.astype("datetime64[us]").astype(datetime)
+    return moment.replace(tzinfo=UTC)
 
 
 def replace_rejects(conn: Connection, *, file_id: int, rejects: Iterable[Reject]) -> None:
