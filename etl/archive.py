@@ -4,7 +4,9 @@ A granule is written under ``<root>/.tmp/<unique>/``, flushed to disk, checked (
 where the provider gives them, then opened once by a product-specific ``verify`` callable), and only
 then renamed to ``<root>/<source>/<YYYY>/<MM>/<DD>/<granule_id>``. A file that fails a check is moved
 to ``<quarantine>/<source>/<YYYY-MM-DD>/`` beside a ``.reason`` file and never used; a kill at any
-moment leaves at most a stray temporary directory, never a partial file under a final name.
+moment leaves at most a stray temporary directory, never a partial file under a final name. The
+structural check cannot see everything (a renamed HDF5 group opens fine): a granule that its reader
+refuses when the day is built is set aside the same way (:meth:`Archive.set_aside`).
 """
 
 from __future__ import annotations
@@ -94,6 +96,13 @@ class Archive:
             return Stored(final, self.relpath(granule), size, digest)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
+
+    def set_aside(self, granule: Granule, path: Path, reason: str) -> None:
+        """Move an archived granule that its reader refused when it was used to the quarantine,
+        beside a ``.reason`` file, like one that failed verification; nothing if it is gone."""
+        if path.is_file():
+            self._quarantine(granule, path, reason)
+            _fsync_dir(path.parent)
 
     def _quarantine(self, granule: Granule, tmp: Path, reason: str) -> None:
         target_dir = self.quarantine / granule.source / granule.day.isoformat()

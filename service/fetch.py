@@ -4,6 +4,10 @@ Per source: discover, skip what is archived or quarantined, download and verify 
 record each outcome in the inventory. Latency is normal: a day with nothing yet is *pending* and
 re-checked on later runs until the window has passed, then it is a *gap*. A refused token is an
 authentication failure, reported apart from missing data.
+
+A granule that passed the structural check at fetch but that its reader refuses when a day is built
+(schema drift, a damaged chunk) is quarantined then (:func:`quarantine_archived`), so it is never
+used again and the inventory says why.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from sqlalchemy.engine import Engine
 
 from etl.archive import Archive
 from etl.errors import AuthenticationError, FetchError, GranuleNotFoundError, QuarantinedError
-from etl.sources import Source
+from etl.sources import Granule, Source
+from etl.stack import ArchivedFile
 from service import inventory
 
 log = logging.getLogger(__name__)
@@ -163,3 +168,14 @@ def _fetch_source(
         },
     )
     return SourceOutcome(src.source, day, status, downloaded, already, quarantined, failed, detail)
+
+
+def quarantine_archived(
+    engine: Engine, archive: Archive, file: ArchivedFile, *, reason: str
+) -> None:
+    """Set an archived granule aside after its reader refused it: the file goes to the quarantine
+    with a ``.reason``, the inventory row becomes ``quarantined`` with the reason."""
+    granule = Granule(file.source, file.granule_id, file.granule_date, file.path.as_uri())
+    archive.set_aside(granule, file.path, reason)
+    with engine.begin() as conn:
+        inventory.mark_quarantined(conn, granule, error=reason)

@@ -2,9 +2,12 @@
 registered row, written so that a kill at any moment leaves no half product registered.
 
 Files go to temporary names, are flushed and renamed; only then is the ``smapds.products`` row
-written, in the same transaction as the run ledger's outcome. Running a day again rewrites the same
+written, in the same transaction as the run ledger's outcome. If writing or registering fails (a
+full disk, the database), the day's previous files are put back, so the row never describes other
+files, and the day is ledgered ``FAILED`` with the reason. Running a day again rewrites the same
 bytes (deterministic model, encoder and metadata; no wall-clock times inside the files) and upserts
-the same row.
+the same row. An archived granule that its reader refuses is quarantined and the day is built
+without it.
 
 Encoding: soil moisture and uncertainty as int16 with scale 1e-4 m3/m3 and nodata -32768: half the
 size of float32, with a quantisation step (1e-4) a hundred times finer than the retrieval error
@@ -18,11 +21,14 @@ would mix QA bits).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import shutil
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -34,15 +40,19 @@ import numpy.typing as npt
 import rasterio
 import rasterio.shutil
 import sqlalchemy as sa
+from rasterio._err import CPLE_BaseError
 from rasterio.io import MemoryFile
 from sqlalchemy.engine import Engine
 
+from etl.archive import Archive
 from etl.errors import InputError, SmapdsError
 from etl.grid import block_mean
+from etl.stack import DailyStack, UnreadableInputError
 from models.artifact import FrozenModel
 from models.downscale import QA_BITS, Downscaled, Runner, downscale, run_here
 from models.metrics import pair_stats
 from service import __version__, ledger
+from service.fetch import quarantine_archived
 from service.stacks import StackFactory
 
 log = logging.getLogger(__name__)
@@ -89,7 +99,7 @@ def produce_day(
     seconds: dict[str, float] = {}
     try:
         t = perf_counter()
-        stack = factory.build(day)
+        stack = _build(engine, factory, data_dir=data_dir, day=day)
         seconds["inputs"] = perf_counter() - t
         result = downscale(
             stack,
@@ -105,64 +115,66 @@ def produce_day(
         folder = data_dir / "products" / domain / f"{day:%Y}"
         folder.mkdir(parents=True, exist_ok=True)
         stem = f"smapds_sm_1km_{domain}_{day:%Y%m%d}"
-        cog = _write_cog(folder / f"{stem}.tif", result, factory, day=day, model=model)
-        seconds["cog"] = perf_counter() - t
-        t = perf_counter()
-        png = _write_quicklook(folder / f"{stem}.png", result, day=day, domain=domain)
-        consistency = _consistency(result, stack.coarse36)
-        inputs = [
-            {
-                "source": f.source,
-                "granule_id": f.granule_id,
-                "sha256": f.sha256,
-                "date": f.granule_date.isoformat(),
+        finals = [folder / f"{stem}{ext}" for ext in (".tif", ".png", ".json")]
+        with _all_or_nothing(finals):
+            cog = _write_cog(folder / f"{stem}.tif", result, factory, day=day, model=model)
+            seconds["cog"] = perf_counter() - t
+            t = perf_counter()
+            png = _write_quicklook(folder / f"{stem}.png", result, day=day, domain=domain)
+            consistency = _consistency(result, stack.coarse36)
+            inputs = [
+                {
+                    "source": f.source,
+                    "granule_id": f.granule_id,
+                    "sha256": f.sha256,
+                    "date": f.granule_date.isoformat(),
+                }
+                for f in stack.inputs
+            ]
+            provenance = {
+                "inputs": inputs,
+                "staleness_days": dict(stack.staleness_days),
+                "degraded_reasons": list(stack.degraded_reasons),
             }
-            for f in stack.inputs
-        ]
-        provenance = {
-            "inputs": inputs,
-            "staleness_days": dict(stack.staleness_days),
-            "degraded_reasons": list(stack.degraded_reasons),
-        }
-        stac = _write_stac(
-            folder / f"{stem}.json",
-            cog=cog,
-            png=png,
-            factory=factory,
-            day=day,
-            model=model,
-            stats={**result.stats, **consistency},
-            provenance=provenance,
-            settings_hash=settings_hash,
-            status=status,
-        )
-        digest = _sha256(cog)
-        seconds["stac_quicklook"] = perf_counter() - t
-        t = perf_counter()
-        with engine.begin() as conn:
-            _register(
-                conn,
-                domain=domain,
-                day=day,
+            stac = _write_stac(
+                folder / f"{stem}.json",
                 cog=cog,
-                stac=stac,
-                digest=digest,
+                png=png,
+                factory=factory,
+                day=day,
                 model=model,
-                status=status,
-                stats=result.stats,
-                consistency=consistency,
+                stats={**result.stats, **consistency},
                 provenance=provenance,
-                data_dir=data_dir,
-                bbox=factory.domain.bbox_lonlat(),
-            )
-            ledger.finish(
-                conn,
-                domain=domain,
-                run_date=day,
-                stage=STAGE,
+                settings_hash=settings_hash,
                 status=status,
-                details={**result.stats, **consistency, "path": str(cog)},
             )
+            digest = _sha256(cog)
+            seconds["stac_quicklook"] = perf_counter() - t
+            t = perf_counter()
+            with engine.begin() as conn:
+                _register(
+                    conn,
+                    domain=domain,
+                    day=day,
+                    cog=cog,
+                    stac=stac,
+                    digest=digest,
+                    model=model,
+                    status=status,
+                    stats=result.stats,
+                    consistency=consistency,
+                    provenance=provenance,
+                    data_dir=data_dir,
+                    bbox=factory.domain.bbox_lonlat(),
+                )
+                ledger.finish(
+                    conn,
+                    domain=domain,
+                    run_date=day,
+                    stage=STAGE,
+                    status=status,
+                    details={**result.stats, **consistency, "path": str(cog)},
+                )
         seconds["register"] = perf_counter() - t
         log.info("product written", extra={"day": str(day), "status": status, "path": str(cog)})
         return ProductResult(day, status, cog, {**result.stats, **consistency}, seconds=seconds)
@@ -186,6 +198,62 @@ def produce_day(
             "product not made", extra={"day": str(day), "status": status, "error": str(err)}
         )
         return ProductResult(day, status, None, {}, str(err))
+    except (OSError, CPLE_BaseError) as err:  # a full disk, a failed write: retried later
+        where = data_dir / "products" / domain / f"{day:%Y}"
+        error = f"{type(err).__name__}: {err} (products in {where})"
+        with engine.begin() as conn:
+            ledger.finish(
+                conn, domain=domain, run_date=day, stage=STAGE, status="FAILED", error=error
+            )
+        log.error("product not written", extra={"day": str(day), "error": error})
+        return ProductResult(day, "FAILED", None, {}, error)
+
+
+def _build(engine: Engine, factory: StackFactory, *, data_dir: Path, day: date) -> DailyStack:
+    """The day's stack; a granule its reader refuses is quarantined and the day built without it."""
+    archive = Archive(root=data_dir / "archive", quarantine=data_dir / "quarantine")
+    refused: set[Path] = set()
+    while True:
+        try:
+            return factory.build(day)
+        except UnreadableInputError as err:
+            if err.file.path in refused:  # could not be set aside: the day cannot be built
+                raise
+            refused.add(err.file.path)
+            log.warning("input refused by its reader", extra={"day": str(day), "error": str(err)})
+            quarantine_archived(engine, archive, err.file, reason=err.reason)
+
+
+@contextlib.contextmanager
+def _all_or_nothing(paths: Sequence[Path]) -> Iterator[None]:
+    """Files replaced inside the block are all kept when it succeeds; when it fails they are all
+    put back as they were (the previous ones kept through hard links, new ones removed)."""
+    saved: dict[Path, Path | None] = {}
+    try:
+        for path in paths:
+            link = path.with_name(f".{path.name}.prev-{os.getpid()}")
+            link.unlink(missing_ok=True)
+            if path.exists():
+                try:
+                    os.link(path, link)
+                except OSError:  # a file system without hard links: a copy keeps it as well
+                    shutil.copy2(path, link)
+                saved[path] = link
+            else:
+                saved[path] = None
+        yield
+    except BaseException:
+        for path, previous in saved.items():
+            if previous is None:
+                path.unlink(missing_ok=True)
+            elif path.exists() and path.samefile(previous):  # not replaced (rename would no-op)
+                previous.unlink()
+            else:
+                os.replace(previous, path)
+        raise
+    for previous in saved.values():
+        if previous is not None:
+            previous.unlink(missing_ok=True)
 
 
 def _encode(values: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
@@ -281,10 +349,13 @@ def _write_quicklook(path: Path, result: Downscaled, *, day: date, domain: str) 
     ax.set_title(f"smapds 1 km surface soil moisture, {domain}, {day.isoformat()}")
     fig.colorbar(image, ax=ax, label="soil moisture (m3/m3)", shrink=0.8)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=90, metadata={"Software": None})
-    plt.close(fig)
-    _fsync(tmp)
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp, dpi=90, metadata={"Software": None})
+        _fsync(tmp)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -354,9 +425,12 @@ def _write_stac(
     validate_dict(doc, extensions=[])  # core schema, offline; extension schemas need the network
     body = json.dumps(doc, indent=2, sort_keys=True).encode()
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(body)
-    _fsync(tmp)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(body)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

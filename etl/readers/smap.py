@@ -20,6 +20,9 @@ groups, ``Soil_Moisture_Retrieval_Data_AM`` (descending, ~06:00 local) and
   retrieved) are never read.
 * Schema drift (missing group or variable, other shape, dtype or fill value, product or date that
   contradict the file name) raises :class:`SchemaDriftError` naming the file and what is wrong.
+* Units: soil moisture is a volumetric fraction (``units = cm**3/cm**3``). Another ``units``
+  attribute (``%``), or stored values whose median exceeds 1 (percent written under the old label),
+  is schema drift: masking them as out of range would silently turn the day into a gap.
 """
 
 from __future__ import annotations
@@ -71,6 +74,10 @@ PRODUCT_RES_KM: Final[dict[str, int]] = {"SPL3SMP": 36, "SPL3SMP_E": 9}
 J2000_EPOCH_UTC: Final = np.datetime64("2000-01-01T11:58:55.816", "ns")
 """Zero of ``tb_time_seconds``: 2000-01-01T12:00:00 TT = 11:58:55.816 UTC."""
 TB_TIME_FILL: Final = -9999.0
+VOLUMETRIC_UNITS: Final = frozenset(
+    {"cm**3/cm**3", "cm^3/cm^3", "cm3/cm3", "m**3/m**3", "m^3/m^3", "m3/m3", "m3m-3", "m3.m-3"}
+)
+"""Spellings of a volumetric fraction (compared in lower case without spaces)."""
 
 _FILE_NAME = re.compile(
     r"^SMAP_L3_SM_P_(?P<e>E_)?(?P<date>\d{8})_(?P<crid>R\d{5})_(?P<counter>\d{3})\.h5$"
@@ -256,7 +263,9 @@ def _read_pass(
     _check_fill(flag_ds, float(SMAP_FLAG_FILL), path=path)
     _check_fill(time_ds, TB_TIME_FILL, path=path)
     _check_range(sm_ds, path=path)
+    _check_units(sm_ds, path=path)
     sm = read_dataset(sm_ds, path=path, window=window).astype(np.float32, copy=False)
+    _check_magnitude(sm, name=sm_ds.name, path=path)
     flags = read_dataset(flag_ds, path=path, window=window).astype(np.uint16, copy=False)
     seconds = read_dataset(time_ds, path=path, window=window).astype(np.float64, copy=False)
     return sm, flags, seconds
@@ -278,6 +287,25 @@ def _check_range(ds: h5py.Dataset, *, path: Path) -> None:
         logger.warning(
             "smap_valid_range_differs",
             extra={"source_file": str(path), "variable": ds.name, "valid_min": lo, "valid_max": hi},
+        )
+
+
+def _check_units(ds: h5py.Dataset, *, path: Path) -> None:
+    units = attr_text(ds, "units")
+    if units is not None and units.lower().replace(" ", "") not in VOLUMETRIC_UNITS:
+        raise SchemaDriftError(
+            f"{path}: variable {ds.name} has units {units!r}, expected cm**3/cm**3 "
+            "(a volumetric fraction)"
+        )
+
+
+def _check_magnitude(sm: npt.NDArray[np.float32], *, name: str, path: Path) -> None:
+    """Volumetric soil moisture never exceeds 1: a typical stored value above it is percent."""
+    stored = sm[np.isfinite(sm) & (sm != SMAP_SM_FILL)]
+    if stored.size and (median := float(np.median(stored))) > 1.0:
+        raise SchemaDriftError(
+            f"{path}: variable {name}: the median stored value is {median:.3g}, above 1 m3/m3; "
+            "the values look like percent, expected a volumetric fraction"
         )
 
 
