@@ -321,7 +321,8 @@ def _load_observations(
             known[(station.network, station.key)] = load.add_station(conn, station)
         blocks: list[tuple[load.SensorRef, Rows]] = []
         unknown: list[tuple[SeriesKey, Rows]] = []
-        for key, rows in parsed.blocks:
+        physical, impossible = _physical(parsed.blocks)
+        for key, rows in physical:
             station_id = known.get((key.network, key.station_key))
             if station_id is None:
                 station_id = load.find_station(conn, network=key.network, name=key.station)
@@ -331,6 +332,8 @@ def _load_observations(
                 sensor = load.add_sensor(conn, station_id=station_id, sensor=key.sensor)
                 blocks.append((sensor, rows))
         rejects = list(parsed.rejects)
+        if impossible:
+            rejects = sorted(rejects + _range_rejects(impossible, content), key=lambda r: r.line_no)
         if unknown:
             rejects = sorted(
                 rejects + _unknown_station_rejects(unknown, content), key=lambda r: r.line_no
@@ -493,6 +496,45 @@ def _verdict(read: int, loaded: int, rejects: Sequence[Reject]) -> tuple[str, st
     if more > 0:
         text += f"; and {more} other reason(s)"
     return (DEGRADED if loaded else QUARANTINED), text
+
+
+SOIL_MOISTURE_RANGE: Final = (0.0, 1.0)
+"""Volumetric soil moisture (m3/m3) outside this is impossible: e.g. percent given as m3/m3."""
+
+
+def _physical(
+    blocks: Sequence[tuple[SeriesKey, Rows]],
+) -> tuple[list[tuple[SeriesKey, Rows]], list[tuple[SeriesKey, Rows]]]:
+    """The blocks split into physically possible rows and impossible ones (soil moisture)."""
+    keep: list[tuple[SeriesKey, Rows]] = []
+    bad: list[tuple[SeriesKey, Rows]] = []
+    lo, hi = SOIL_MOISTURE_RANGE
+    for key, rows in blocks:
+        if key.sensor.variable != "soil_moisture":
+            keep.append((key, rows))
+            continue
+        out = (rows.values < lo) | (rows.values > hi)
+        if out.any():
+            bad.append((key, rows.take(out)))
+            rows = rows.take(~out)
+        if len(rows):
+            keep.append((key, rows))
+    return keep, bad
+
+
+def _range_rejects(blocks: list[tuple[SeriesKey, Rows]], content: Content) -> list[Reject]:
+    lines = split_lines(decode(content.data))
+    lo, hi = SOIL_MOISTURE_RANGE
+    return [
+        Reject(
+            n,
+            Reason.VALUE_OUT_OF_RANGE,
+            f"soil moisture {v:g} is outside {lo:g}-{hi:g} m3/m3 (percent given as m3/m3?)",
+            clip(lines[n - 1]),
+        )
+        for _, rows in blocks
+        for n, v in zip(rows.line_nos.tolist(), rows.values.tolist(), strict=True)
+    ]
 
 
 def _unknown_station_rejects(

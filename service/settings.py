@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -234,6 +235,15 @@ class Settings(BaseSettings):
         description="Per stage (fetch, product, ingest, hook, or a hook's own name), the seconds "
         "after which it is stopped; over the defaults in service/pipeline.py.",
     )
+
+    @field_validator("stage_timeout_seconds")
+    @classmethod
+    def _positive_timeouts(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = sorted(k for k, v in value.items() if not v > 0)
+        if bad:
+            raise ValueError(f"timeouts must be positive seconds; not for {', '.join(bad)}")
+        return value
+
     stale_running_seconds: float = Field(
         default=600,
         gt=0,
@@ -393,7 +403,13 @@ def load_settings(
         return Settings(**init)
     except ValidationError as err:
         raise ConfigError(_describe(err, config_file)) from None
-    except ValueError as err:  # e.g. a TOML syntax error
+    except ValueError as err:  # a TOML syntax error, or a variable that is not valid JSON
+        field = re.search(r'error parsing value for field "(\w+)"', str(err))
+        if field is not None:
+            name = field.group(1)
+            raise ConfigError(
+                f"invalid setting {ENV_PREFIX}{name.upper()}: not valid JSON ({err})"
+            ) from None
         raise ConfigError(f"config file {config_file}: {err}") from None
     finally:
         _CONFIG_FILE.pop("path", None)

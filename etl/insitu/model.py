@@ -58,6 +58,7 @@ class Reason(StrEnum):
     MISSING_FIELD = "missing_field"
     STATION_MISMATCH = "station_mismatch"
     UNKNOWN_STATION = "unknown_station"
+    VALUE_OUT_OF_RANGE = "value_out_of_range"
 
 
 class Format(StrEnum):

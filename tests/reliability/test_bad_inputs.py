@@ -839,8 +839,6 @@ STATION_CASES = [
             stored={"A1": 24},
             extra=_no_percent_values,
         ),
-        bug="etl/insitu: soil moisture values are not range-checked; percent values (20.5) load "
-        "as m3/m3 with flag G and would enter validation",
     ),
     Case(
         "csv-huge-field",
@@ -1035,8 +1033,6 @@ STATION_CASES = [
             stored={"GOOD": 48},
             extra=_no_percent_values,
         ),
-        bug="etl/insitu: ISMN soil moisture values are not range-checked; percent values load as "
-        "m3/m3 with flag G",
     ),
 ]
 
@@ -1060,9 +1056,6 @@ SETTING_CASES = [
         "not JSON",
         "refused at start-up with one line naming SMAPDS_SOURCES",
         SettingFault({"SMAPDS_SOURCES": "SPL3SMP=cmr"}, "invalid setting SMAPDS_SOURCES"),
-        bug="service/settings.py: a SMAPDS_* value that is not valid JSON is reported as "
-        '\'config file None: error parsing value for field "sources" from source '
-        '"EnvSettingsSource"\' (names no variable, blames a config file that is not there)',
     ),
     Case(
         "setting-sources-unknown-transport",
@@ -1167,8 +1160,6 @@ SETTING_CASES = [
             {"SMAPDS_STAGE_TIMEOUT_SECONDS": '{"product": -5}'},
             r"SMAPDS_STAGE_TIMEOUT_SECONDS",
         ),
-        bug="service/settings.py: stage_timeout_seconds values are not bounded; a negative "
-        "timeout is accepted and every product stage would be stopped at once",
     ),
     Case(
         "setting-unknown-lower-case",
