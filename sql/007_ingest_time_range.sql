@@ -13,4 +13,5 @@ COMMENT ON COLUMN smapds.ingest_rejects.reason IS
     'Reason code: unparseable_time, time_zone_missing, time_out_of_range, duplicate_time, '
     'duplicate_key, non_numeric_value, lat_lon_out_of_range, wrong_column_count, '
     'missing_field, station_mismatch, unknown_station, value_out_of_range (soil moisture '
-    'outside 0-1 m3/m3, e.g. percent given as m3/m3).';
+    'outside 0-1 m3/m3, e.g. percent given as m3/m3), malformed_record (a CSV line that is not '
+    'a record: an unclosed quote, an oversized field).';

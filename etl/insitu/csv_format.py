@@ -187,20 +187,28 @@ def parse_observations_csv(data: bytes, *, name: str) -> ParsedObservations:
 def _records(
     lines: list[str], *, name: str, required: tuple[str, ...], optional: tuple[str, ...]
 ) -> Iterator[tuple[int, str, dict[str, str] | Reject]]:
-    """(line number, raw line, fields by column name or a Reject) for every non-empty record."""
-    reader = csv.reader(lines)
+    """(line number, raw line, fields by column name or a Reject) for every non-empty record.
+
+    Each line is one record, read on its own: no field of these tables may hold a line break, so
+    an unclosed quote or an oversized field costs its own line, not the rest of the file."""
     header: list[str] | None = None
-    for record in reader:
+    for line_no, raw in enumerate(lines, start=1):
+        try:
+            record = next(csv.reader([raw], strict=True), [])
+        except csv.Error as err:
+            if header is None:
+                raise InputError(f"{name}: line {line_no}: unreadable header ({err})") from None
+            line = clip(raw)
+            detail = f"not a CSV record: {err}"
+            yield line_no, line, Reject(line_no, Reason.MALFORMED_RECORD, detail, line)
+            continue
         if not any(f.strip() for f in record):
             continue
         if header is None:
             header = [f.strip().lower() for f in record]
-            _check_header(
-                header, name=name, line_no=reader.line_num, required=required, optional=optional
-            )
+            _check_header(header, name=name, line_no=line_no, required=required, optional=optional)
             continue
-        line_no = reader.line_num
-        line = clip(lines[line_no - 1])
+        line = clip(raw)
         if len(record) != len(header):
             detail = f"expected {len(header)} fields as in the header, found {len(record)}"
             yield line_no, line, Reject(line_no, Reason.WRONG_COLUMN_COUNT, detail, line)

@@ -44,6 +44,10 @@ def station_key(name: str) -> str:
     return _KEY_BREAK.sub("_", name.casefold()).strip("_")
 
 
+MAX_DETAIL_CHARS: Final = 300
+"""Longest reject explanation kept (``smapds.ingest_rejects.detail``, file errors, logs)."""
+
+
 class Reason(StrEnum):
     """Why a row was refused (the ``reason`` column of ``smapds.ingest_rejects``)."""
 
@@ -59,6 +63,7 @@ class Reason(StrEnum):
     STATION_MISMATCH = "station_mismatch"
     UNKNOWN_STATION = "unknown_station"
     VALUE_OUT_OF_RANGE = "value_out_of_range"
+    MALFORMED_RECORD = "malformed_record"
 
 
 class Format(StrEnum):
@@ -81,6 +86,12 @@ class Reject:
     reason: Reason
     detail: str
     line: str
+
+    def __post_init__(self) -> None:
+        # a detail quotes the offending field, which can be megabytes long (a huge line)
+        if len(self.detail) > MAX_DETAIL_CHARS:
+            clipped = self.detail[: MAX_DETAIL_CHARS - 30]
+            object.__setattr__(self, "detail", f"{clipped}... ({len(self.detail)} characters)")
 
 
 @dataclass(frozen=True)

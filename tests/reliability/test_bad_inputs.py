@@ -850,8 +850,6 @@ STATION_CASES = [
             statuses={"stations.csv": "OK", "observations.csv": "DEGRADED"},
             stored={"A1": 24, "B2": 24},
         ),
-        bug="etl/insitu/csv_format.py: csv.Error 'field larger than field limit (131072)' escapes "
-        "the parser, so the whole file is FAILED (no good row loads, retried and failed forever)",
     ),
     Case(
         "csv-unterminated-quote",
@@ -864,8 +862,6 @@ STATION_CASES = [
             errors={"observations.csv": "line 5"},
             stored={"A1": 24, "B2": 24},
         ),
-        bug="etl/insitu/csv_format.py: an unclosed quote swallows every later line into one "
-        "record, rejected as one wrong_column_count row on the last line; 45 good rows are lost",
     ),
     Case(
         "csv-invalid-utf8",
@@ -1018,9 +1014,6 @@ STATION_CASES = [
             stored={"GOOD": 48, "HUGE": 3},
             extra=_details_are_short,
         ),
-        bug="etl/insitu/ismn_stm.py: the reject detail quotes the whole value (10 MB) into "
-        "smapds.ingest_rejects.detail, smapds.ingest_files.error and the log line; only the raw "
-        "line is clipped",
     ),
     Case(
         "ismn-percent-units",
