@@ -193,6 +193,11 @@ def _records(
     an unclosed quote or an oversized field costs its own line, not the rest of the file."""
     header: list[str] | None = None
     for line_no, raw in enumerate(lines, start=1):
+        if "\ufffd" in raw and header is not None:  # text.decode: an invalid UTF-8 byte
+            line = clip(raw)
+            detail = "invalid UTF-8 byte(s) in the line"
+            yield line_no, line, Reject(line_no, Reason.MALFORMED_RECORD, detail, line)
+            continue
         try:
             record = next(csv.reader([raw], strict=True), [])
         except csv.Error as err:

@@ -28,11 +28,20 @@ _ISO = re.compile(
 )
 
 
+_UTF8_MULTIBYTE: Final = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
+)
+
+
 def decode(data: bytes) -> str:
-    """UTF-8 (a byte-order mark is dropped), else Latin-1, which never fails."""
+    """UTF-8 (a byte-order mark is dropped); UTF-8 text with stray invalid bytes stays UTF-8, the
+    bad bytes becoming U+FFFD (their lines then fail their field checks, the rest is intact);
+    text without any UTF-8 multibyte character is Latin-1, which never fails."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
+        if _UTF8_MULTIBYTE.search(data):
+            return data.decode("utf-8-sig", errors="replace")
         return data.decode("latin-1")
 
 

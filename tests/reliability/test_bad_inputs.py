@@ -873,9 +873,6 @@ STATION_CASES = [
             statuses={"stations.csv": "OK", "observations.csv": "DEGRADED"},
             stored={"Tōngzhōu": 24, "B2": 24},
         ),
-        bug="etl/insitu/text.py decode(): one invalid byte makes the whole file Latin-1, so "
-        "'Tōngzhōu' becomes 'TÅ\\x8dngzhÅ\\x8du' and all its good rows are rejected as "
-        "unknown_station",
     ),
     Case(
         "ismn-zip-bomb-header",
