@@ -11,21 +11,18 @@ import numpy as np
 import pytest
 import rasterio
 import sqlalchemy as sa
+from produced_world import make_produced
 from pyproj import Transformer
 from sqlalchemy.engine import Engine
 
-from etl.archive import Archive
 from etl.grid import ease2
 from etl.readers import read_smap_l3
 from models.metrics import pair_stats
 from service.collocate import OverpassWindow, collocate_day, collocate_ingested, product_days
-from service.fetch import fetch_day
 from service.ingest import ingest_ismn
 from service.product import produce_day
 from service.settings import Settings
-from service.sources import build_sources
-from service.stacks import StackFactory, stack_factory
-from service.train import active_model, train
+from service.stacks import StackFactory
 from service.validate import ValidationConfig, refresh
 
 DAYS = [date(2024, 4, 1) + timedelta(days=i) for i in range(8)]
@@ -37,26 +34,8 @@ AM = OverpassWindow(overpass_hour=6.0, half_window_hours=3.0, max_depth_from_m=0
 def world(
     demo_world: Path, writer: Engine, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Settings, StackFactory]:
-    data = tmp_path_factory.mktemp("data")
-    settings = Settings(data_dir=data, synthetic_dir=demo_world, domain="demo")
-    archive = Archive(root=data / "archive", quarantine=data / "quarantine")
-    for d in DAYS:
-        fetch_day(writer, build_sources(settings), archive, d, today=DAYS[-1], window_days=7)
-    factory = stack_factory(settings, writer)
-    train(
-        writer,
-        factory,
-        data_dir=data,
-        start=DAYS[0],
-        end=DAYS[-1],
-        models=["rf"],
-        params={"rf": {"n_estimators": 20, "max_depth": 8}},
-        freeze="rf",
-        activate=True,
-        seed=3,
-        n_jobs=2,
-    )
-    model = active_model(writer, domain="demo", data_dir=data)
+    made = make_produced(demo_world, writer, tmp_path_factory.mktemp("data"), trees=20)
+    settings, factory, model, data = made.settings, made.factory, made.model, made.data_dir
     for d in PRODUCED:
         assert produce_day(
             writer, factory, model, data_dir=data, day=d, settings_hash="0" * 64

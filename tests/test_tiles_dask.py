@@ -10,17 +10,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from produced_world import make_produced
 from sqlalchemy.engine import Engine
 
-from etl.archive import Archive
 from models.downscale import tiles
-from service.fetch import fetch_day
 from service.product import produce_day
 from service.settings import Settings
-from service.sources import build_sources
-from service.stacks import StackFactory, stack_factory
+from service.stacks import StackFactory
 from service.tiles import runner
-from service.train import active_model, train
+from service.train import active_model
 
 DAYS = [date(2024, 4, 1) + timedelta(days=i) for i in range(8)]
 
@@ -29,25 +27,8 @@ DAYS = [date(2024, 4, 1) + timedelta(days=i) for i in range(8)]
 def world(
     demo_world: Path, writer: Engine, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Settings, StackFactory]:
-    data = tmp_path_factory.mktemp("data")
-    settings = Settings(data_dir=data, synthetic_dir=demo_world, domain="demo")
-    archive = Archive(root=data / "archive", quarantine=data / "quarantine")
-    for d in DAYS:
-        fetch_day(writer, build_sources(settings), archive, d, today=DAYS[-1], window_days=7)
-    factory = stack_factory(settings, writer)
-    train(
-        writer,
-        factory,
-        data_dir=data,
-        start=DAYS[0],
-        end=DAYS[-1],
-        models=["rf"],
-        params={"rf": {"n_estimators": 20, "max_depth": 8}},
-        freeze="rf",
-        activate=True,
-        seed=3,
-        n_jobs=2,
-    )
+    made = make_produced(demo_world, writer, tmp_path_factory.mktemp("data"), trees=20)
+    settings, factory = made.settings, made.factory
     return settings, factory
 
 

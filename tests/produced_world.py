@@ -1,5 +1,5 @@
 """A data directory with the synthetic world fetched into the raw archive and a small frozen
-forest active, so a reliability test can break one input of one day and produce it.
+forest active: what the product, collocation and reliability tests start from.
 
 Imported by the tests as a top-level module (like ``world_catalog``), never as ``conftest``: the
 name ``conftest`` belongs to whichever conftest pytest imported last.
@@ -39,8 +39,10 @@ class Produced:
         return self.settings.data_dir
 
 
-def make_produced(world: Path, writer: Engine, data: Path) -> Produced:
-    """Fetch every day of ``world`` into ``data`` and freeze and activate a 10-tree forest."""
+def make_produced(
+    world: Path, writer: Engine, data: Path, *, trees: int = 10, depth: int = 8
+) -> Produced:
+    """Fetch every day of ``world`` into ``data`` and freeze and activate a small forest."""
     settings = Settings(data_dir=data, synthetic_dir=world, domain="demo")
     archive = Archive(root=data / "archive", quarantine=data / "quarantine")
     for d in DAYS:
@@ -53,7 +55,7 @@ def make_produced(world: Path, writer: Engine, data: Path) -> Produced:
         start=DAYS[0],
         end=DAYS[-1],
         models=["rf"],
-        params={"rf": {"n_estimators": 10, "max_depth": 8}},
+        params={"rf": {"n_estimators": trees, "max_depth": depth}},
         freeze="rf",
         activate=True,
         seed=3,
