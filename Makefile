@@ -1,5 +1,5 @@
 # The two commands of the README. Each installs what is missing first (deploy/bootstrap.sh).
-.PHONY: demo test lint install bench-model bench-ingest bench-validate bench-product osse
+.PHONY: demo test lint install bench-model bench-ingest bench-validate bench-product osse soak
 
 VENV := .venv/bin
 
@@ -54,3 +54,9 @@ bench-validate: install
 osse: install
 	$(VENV)/smapds synth generate --out var/osse/world --domain demo --start 2024-04-01 --days 120
 	$(VENV)/python scripts/osse_skill.py --world var/osse/world --train-days 90
+
+# The soak: the service on an accelerated clock over 365 simulated days of the synthetic world with
+# seeded random faults (worker kills, crashes, database restarts); about 45 minutes. Prints its
+# figures (days made exactly once, RSS over time, open files, database connections).
+soak: install
+	$(VENV)/python scripts/soak.py

@@ -8,7 +8,8 @@ its last attempt was made on an earlier (possibly simulated) day while the day w
 latency window: it is re-checked once a day until the window closes, then tried one last time and,
 without a product, left as a *gap*. Everything is read from ``smapds.products`` and the run ledger,
 never from the scheduler's memory, so a restart neither skips nor repeats a day. Days run oldest
-first.
+first. A day that has its product but whose hooks were cut short (a kill, a crash or a stop
+between or during them) runs its hooks again, and only them.
 
 **The day job.** ``fetch`` (every input for the day and the six days before, which the stack's
 precipitation window reads; what the inventory holds as fetched, quarantined or gap is not asked
@@ -71,6 +72,7 @@ DEFAULT_TIMEOUTS: Final[dict[str, float]] = {
 PRECIP_WINDOW_DAYS: Final = 7  # etl.stack reads IMERG for the day and the six days before
 WAIT_FOR: Final = ("SPL3SMP",)  # etl.stack.InputNames().smap36: the product waits for it
 INTERRUPTED: Final = "interrupted"  # prefix of the ledger error that makes a day due again
+WORKER_DIED: Final = "the worker process died"  # prefix of the error when the worker was killed
 _SETUP: Final = "setup"  # the child's start, before its first stage
 _PRELOAD: Final = [
     "service.pipeline",
@@ -121,7 +123,7 @@ class DayRecord:
     as_of: date | None  # the (simulated) today of the service's last attempt
     running: bool  # a fetch or product row is RUNNING
     stale: bool  # ... and its heartbeat is older than stale_running_seconds
-    interrupted: bool  # the last attempt was stopped before it finished
+    interrupted: bool  # the last attempt was stopped or died before it finished
 
 
 def reason_to_run(rec: DayRecord, *, today: date, window_days: int) -> str | None:
@@ -172,6 +174,10 @@ def day_records(
                coalesce(f.error LIKE :interrupted, false)
                    OR coalesce(p.error LIKE :interrupted
                                AND p.updated_at >= coalesce(f.updated_at, '-infinity'), false)
+                   -- a fetch that ended well with no product stage after it: the process died
+                   -- between the two stages (the product stage always leaves a row)
+                   OR coalesce(f.status IN ('OK', 'DEGRADED')
+                               AND coalesce(p.updated_at < f.updated_at, true), false)
                    AS interrupted
           FROM days
           LEFT JOIN smapds.products pr
@@ -224,6 +230,44 @@ def due_days(engine: Engine, settings: Settings, today: date) -> list[tuple[date
         if why is not None:
             out.append((rec.day, why))
     return out
+
+
+def hooks_due(engine: Engine, settings: Settings, today: date, stages: Sequence[str]) -> list[date]:
+    """Product days of the service's range whose post-product hooks (ledger ``stages``) did not
+    all finish, oldest first: a hook that never started after the product (a kill or a stop
+    between the two), one left RUNNING by a dead process (stale heartbeat), or one closed as
+    interrupted or by its worker's death. A hook that failed by itself (an error, a timeout) is
+    not run again: the product stays either way."""
+    span = due_range(settings, today)
+    if span is None or not stages:
+        return []
+    with engine.connect() as conn:
+        result = conn.execute(
+            sa.text("""
+            SELECT p.product_date FROM smapds.products p
+             WHERE p.domain = :d AND p.product_date BETWEEN :first AND :last
+               AND EXISTS (
+                   SELECT 1 FROM unnest(CAST(:stages AS text[])) AS s(stage)
+                     LEFT JOIN smapds.run_ledger h
+                            ON h.domain = p.domain AND h.run_date = p.product_date
+                           AND h.stage = s.stage
+                    WHERE h.stage IS NULL
+                       OR (h.status = 'RUNNING' AND h.updated_at < now() - :stale)
+                       OR (h.status = 'FAILED'
+                           AND (h.error LIKE :interrupted OR h.error LIKE :died)))
+             ORDER BY p.product_date
+        """),
+            {
+                "d": settings.domain,
+                "first": span[0],
+                "last": span[1],
+                "stages": list(stages),
+                "stale": timedelta(seconds=settings.stale_running_seconds),
+                "interrupted": f"{INTERRUPTED}%",
+                "died": f"{WORKER_DIED}%",
+            },
+        )
+        return list(result.scalars())
 
 
 def day_census(conn: Connection, settings: Settings, today: date) -> dict[str, int]:
@@ -555,7 +599,7 @@ class Supervisor:
         if not done:  # timed out, interrupted, or the worker died: it goes, the stage is closed
             self.close(force=True)
             if failure is None:
-                died = f"the worker process died (exit code {worker.proc.exitcode})"
+                died = f"{WORKER_DIED} (exit code {worker.proc.exitcode})"
                 failure = f"{INTERRUPTED}: {died} while stopping" if self.stop.is_set() else died
             if stage != _SETUP:
                 self._fail(run_date, stage, failure, fail_details)
@@ -932,6 +976,46 @@ def run_day(sup: Supervisor, day: date, *, today: date, hooks: Sequence[Hook] = 
     return DayOutcome(day, status, hooks_failed=hooks_failed, error=run.failure)
 
 
+@dataclass(frozen=True)
+class HooksPayload:
+    day: date
+    hooks: tuple[Hook, ...]
+
+
+def _hooks_job(
+    engine: Engine, settings: Settings, reporter: StageReporter, payload: HooksPayload
+) -> DayOutcome:
+    """Run the post-product hooks of a day that has its product (in the worker process)."""
+    day = payload.day
+    with bound(date=str(day)):
+        with engine.connect() as conn:
+            made = conn.execute(
+                sa.text(
+                    "SELECT status, path FROM smapds.products "
+                    "WHERE domain = :d AND product_date = :day"
+                ),
+                {"d": settings.domain, "day": day},
+            ).one()
+        failed: list[str] = []
+        for hook in payload.hooks:
+            if reporter.stop_requested():
+                log.warning("hooks skipped: stopping", extra={"stage": hook_stage(hook)})
+                break
+            if not _run_hook(engine, settings, reporter, hook, day):
+                failed.append(hook_stage(hook))
+    path = str(settings.data_dir / made.path)
+    return DayOutcome(day, made.status, product_path=path, hooks_failed=tuple(failed))
+
+
+def run_hooks(sup: Supervisor, day: date, *, hooks: Sequence[Hook]) -> DayOutcome:
+    """Run the post-product hooks of a produced day in the supervisor's worker."""
+    run = sup.run(_hooks_job, HooksPayload(day, tuple(hooks)), run_date=day)
+    if run.result is not None:
+        return run.result
+    failed = tuple(t.stage for t in run.stages if t.status == "FAILED")
+    return DayOutcome(day, "FAILED", hooks_failed=failed, error=run.failure)
+
+
 def run_due_days(
     sup: Supervisor,
     clock: Clock,
@@ -939,23 +1023,30 @@ def run_due_days(
     hooks: Sequence[Hook] = (),
     on_day: Callable[[DayOutcome], None] | None = None,
 ) -> list[DayOutcome]:
-    """Run every due day, oldest first, until none is left or a stop is requested.
+    """Run every due day, oldest first, until none is left or a stop is requested; a produced
+    day whose hooks did not finish (:func:`hooks_due`) runs its hooks only.
 
     "Today" is asked again after each day, so a long catch-up picks up the days that fell due
     meanwhile; a day is run at most once per (possibly simulated) today within one call.
     """
     outcomes: list[DayOutcome] = []
     tried: set[tuple[date, date]] = set()
+    stages = [hook_stage(h) for h in hooks]
     while not sup.stop.is_set():
         today = clock.today()
         due = due_days(sup.engine, sup.settings, today)
-        todo = [(d, why) for d, why in due if (d, today) not in tried]
+        due += [(d, "hooks") for d in hooks_due(sup.engine, sup.settings, today, stages)]
+        todo = sorted((d, why) for d, why in due if (d, today) not in tried)
         if not todo:
             break
         day, why = todo[0]
         tried.add((day, today))
-        log.info("day due", extra={"date": str(day), "reason": why, "today": str(today)})
-        outcome = run_day(sup, day, today=today, hooks=hooks)
+        if why == "hooks":
+            log.info("hooks due", extra={"date": str(day), "today": str(today)})
+            outcome = run_hooks(sup, day, hooks=hooks)
+        else:
+            log.info("day due", extra={"date": str(day), "reason": why, "today": str(today)})
+            outcome = run_day(sup, day, today=today, hooks=hooks)
         outcomes.append(outcome)
         if on_day is not None:
             on_day(outcome)

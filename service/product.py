@@ -4,7 +4,8 @@ registered row, written so that a kill at any moment leaves no half product regi
 Files go to temporary names, are flushed and renamed; only then is the ``smapds.products`` row
 written, in the same transaction as the run ledger's outcome. If writing or registering fails (a
 full disk, the database), the day's previous files are put back, so the row never describes other
-files, and the day is ledgered ``FAILED`` with the reason. Running a day again rewrites the same
+files, and the day is ledgered ``FAILED`` with the reason; what a killed writer left under temporary
+names is removed once the day is made again. Running a day again rewrites the same
 bytes (deterministic model, encoder and metadata; no wall-clock times inside the files) and upserts
 the same row. An archived granule that its reader refuses is quarantined and the day is built
 without it.
@@ -26,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
@@ -176,6 +178,7 @@ def produce_day(
                     details={**result.stats, **consistency, "path": str(cog)},
                 )
         seconds["register"] = perf_counter() - t
+        _sweep_leftovers(folder, stem)
         log.info("product written", extra={"day": str(day), "status": status, "path": str(cog)})
         return ProductResult(day, status, cog, {**result.stats, **consistency}, seconds=seconds)
     except SmapdsError as err:
@@ -254,6 +257,37 @@ def _all_or_nothing(paths: Sequence[Path]) -> Iterator[None]:
     for previous in saved.values():
         if previous is not None:
             previous.unlink(missing_ok=True)
+
+
+_LEFTOVER: Final = re.compile(r"\.(?:tmp|prev)-(\d+)")
+
+
+def _sweep_leftovers(folder: Path, stem: str) -> None:
+    """Remove what killed writers of this day left: temporary files (``.STEM.tmp-PID...``, GDAL's
+    ``.ovr.tmp`` beside them) and kept previous versions (``.STEM.EXT.prev-PID``) of processes
+    that are gone. Called once the day's files and row are whole again, so nothing is lost."""
+    for path in folder.glob(f".{stem}.*"):
+        found = _LEFTOVER.search(path.name)
+        if found is not None and not _alive(int(found.group(1))):
+            path.unlink(missing_ok=True)
+            log.info("leftover removed", extra={"path": str(path)})
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie is not: it writes nothing any more)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
 
 
 def _encode(values: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:

@@ -38,6 +38,7 @@ pytestmark = pytest.mark.slow  # about a minute and a half; part of the default 
 DAY_SECONDS = 4.0
 EPOCH_DATE = date(2024, 4, 6)  # the simulated today when the service first starts
 FIRST, LAST = date(2024, 4, 4), date(2024, 4, 14)  # the service's days (world: 04-01..04-14)
+DAYS = (LAST - FIRST).days + 1
 STOP_AFTER = date(2024, 4, 8)  # the first run is stopped once this day is produced
 
 
@@ -150,6 +151,12 @@ def _covers(engine: Engine, first: date, last: date) -> Callable[[], bool]:
     return lambda: want <= set(_produced(engine))
 
 
+def _done_days(metrics: str) -> float:
+    return _metric(metrics, "smapds_product_dates", state="ok") + _metric(
+        metrics, "smapds_product_dates", state="degraded"
+    )
+
+
 def _metric(text: str, name: str, **labels: str) -> float:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -230,6 +237,8 @@ def test_serve_produces_every_day_once_in_order_across_a_stop_and_a_restart(
     restarted_on = clock.today()
     try:
         _wait("second run", _covers(writer, FIRST, LAST), 150, second)
+        # the gauges are rebuilt just after a day's row commits: wait for that refresh
+        _wait("metrics refresh", lambda: _done_days(second.get("/metrics")[1]) >= DAYS, 30, second)
         status, metrics = second.get("/metrics")
         ready = second.get("/readyz")
     finally:
@@ -265,10 +274,7 @@ def test_serve_produces_every_day_once_in_order_across_a_stop_and_a_restart(
 
     # and the metrics say so, including the days made before the restart
     assert status == 200 and ready[0] == 200
-    done = _metric(metrics, "smapds_product_dates", state="ok") + _metric(
-        metrics, "smapds_product_dates", state="degraded"
-    )
-    assert done >= (LAST - FIRST).days + 1
+    assert _done_days(metrics) >= DAYS
     latest = _metric(metrics, "smapds_product_latest_date_timestamp_seconds")
     assert latest >= datetime(LAST.year, LAST.month, LAST.day, tzinfo=UTC).timestamp()
     assert _metric(metrics, "smapds_database_up") == 1
