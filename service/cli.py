@@ -515,12 +515,13 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _produce(settings: Settings, first: date, last: date, *, skip_produced: bool) -> int:
-    from service.collocate import collocate_day, overpass_window
-    from service.pipeline import settings_digest
+    from service.collocate import collocate
+    from service.pipeline import run_hook, run_hook_once, settings_digest, unfinished_hooks
     from service.product import produce_day
     from service.stacks import stack_factory
     from service.tiles import runner
     from service.train import active_model
+    from service.validate import validate
 
     if last < first:
         raise ConfigError(f"the last day {last} is before the first {first}")
@@ -539,9 +540,11 @@ def _produce(settings: Settings, first: date, last: date, *, skip_produced: bool
     ]
     bad = 0
     with _writer(settings) as engine:
-        with engine.connect() as conn:
-            done = (
-                set(
+        produced: set[date] = set()
+        hooks_only: list[date] = []
+        if skip_produced:
+            with engine.connect() as conn:
+                produced = set(
                     conn.execute(
                         sa.text(
                             "SELECT product_date FROM smapds.products WHERE domain = :d "
@@ -550,13 +553,16 @@ def _produce(settings: Settings, first: date, last: date, *, skip_produced: bool
                         {"d": settings.domain, "a": first, "b": last},
                     ).scalars()
                 )
-                if skip_produced
-                else set()
+            # a produced day whose collocation or validation was cut short runs them again
+            hooks_only = unfinished_hooks(
+                engine, settings, first, last, ("collocate", "validate"), any_not_ok=True
             )
         days = [first + timedelta(days=k) for k in range((last - first).days + 1)]
-        todo = [d for d in days if d not in done]
+        todo = [d for d in days if d not in produced]
         model = active_model(engine, domain=settings.domain, data_dir=settings.data_dir)
         factory = stack_factory(settings, engine)
+        made: list[date] = []
+        failed_hooks: list[str] = []
         for k, day in enumerate(todo, start=1):
             with runner(settings.dask_scheduler) as run:
                 r = produce_day(
@@ -570,13 +576,9 @@ def _produce(settings: Settings, first: date, last: date, *, skip_produced: bool
                     run=run,
                 )
             if r.path is not None:
-                collocate_day(
-                    engine,
-                    factory,
-                    data_dir=settings.data_dir,
-                    day=day,
-                    window=overpass_window(settings),
-                )
+                made.append(day)
+                if not run_hook(engine, settings, collocate, day):
+                    failed_hooks.append(f"{day} collocate")
             print(f"[{k}/{len(todo)}] {day} {r.status}", file=sys.stderr, flush=True)
             bad += r.path is None
             st = r.stats
@@ -592,12 +594,20 @@ def _produce(settings: Settings, first: date, last: date, *, skip_produced: bool
                     r.path or (r.error or "")[:90],
                 )
             )
-        if len(todo) > bad:
-            _refresh_validation(engine, settings)
-    if done:
-        print(f"{len(done)} day(s) already produced, skipped (--force to redo)")
+        for day in hooks_only:
+            if not run_hook(engine, settings, collocate, day):
+                failed_hooks.append(f"{day} collocate")
+        if not run_hook_once(engine, settings, validate, sorted(made + hooks_only)):
+            failed_hooks.append("validate")
+    skipped = len(produced) - len(hooks_only)
+    if skipped:
+        print(f"{skipped} day(s) already produced, skipped (--force to redo)")
+    if hooks_only:
+        print(f"{len(hooks_only)} day(s) produced earlier collocated and validated again")
     _print_table(rows)
-    return 1 if bad else 0
+    if failed_hooks:
+        print(f"failed after the product (see the run ledger): {', '.join(failed_hooks)}")
+    return 1 if bad or failed_hooks else 0
 
 
 def cmd_collocate(args: argparse.Namespace, settings: Settings) -> int:

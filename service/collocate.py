@@ -223,30 +223,43 @@ def collocate(engine: Engine, settings: Settings, day: date) -> None:
 
 def collocate_ingested(engine: Engine, settings: Settings, day: date) -> None:
     """The service's hook after an ingest (ledger stage ``collocate_ingested``): collocate again
-    the product days whose overpass windows the observations loaded by that run can reach."""
+    the product days whose overpass windows reach the observations of the files loaded and not
+    yet collocated (``ingest_files.collocated_at``), then mark those files. Files are marked only
+    once their days are done, so an ingest whose collocation was cut short (a kill, a crash) is
+    finished by the next ingest run; so are files loaded by ``smapds ingest``."""
     from service.stacks import stack_factory
 
     with engine.connect() as conn:
-        span = conn.execute(
+        files = conn.execute(
             sa.text("""
-            SELECT min(f.first_time), max(f.last_time)
-              FROM smapds.ingest_files f
-             WHERE f.loaded_at >= (SELECT started_at FROM smapds.run_ledger
-                                    WHERE domain = :d AND run_date = :day AND stage = 'ingest')
-               AND f.status IN ('OK', 'DEGRADED')
-        """),
-            {"d": settings.domain, "day": day},
-        ).one()
-    if span[0] is None:
-        return
-    # windows reach at most 12 h + 12 h of longitude offset from their UTC day
-    first = (span[0] - timedelta(days=1)).date()
-    last = (span[1] + timedelta(days=1)).date()
-    days = product_days(engine, domain=settings.domain, first=first, last=last)
-    if not days:
-        return
-    factory = stack_factory(settings, engine)
-    for d in days:
-        collocate_day(
-            engine, factory, data_dir=settings.data_dir, day=d, window=overpass_window(settings)
+            SELECT file_id, loaded_at, first_time, last_time FROM smapds.ingest_files
+             WHERE collocated_at IS NULL AND status IN ('OK', 'DEGRADED')
+        """)
+        ).all()
+    spans = [(f.first_time, f.last_time) for f in files if f.first_time is not None]
+    days = (
+        product_days(  # windows reach at most 12 h + 12 h of longitude offset from their UTC day
+            engine,
+            domain=settings.domain,
+            first=(min(a for a, _ in spans) - timedelta(days=1)).date(),
+            last=(max(b for _, b in spans) + timedelta(days=1)).date(),
         )
+        if spans
+        else []
+    )
+    if days:
+        factory = stack_factory(settings, engine)
+        for d in days:
+            collocate_day(
+                engine, factory, data_dir=settings.data_dir, day=d, window=overpass_window(settings)
+            )
+    if files:
+        with engine.begin() as conn:  # a file loaded again meanwhile stays to do
+            conn.execute(
+                sa.text("""
+                UPDATE smapds.ingest_files f SET collocated_at = now()
+                  FROM unnest(CAST(:ids AS integer[]), CAST(:at AS timestamptz[])) AS d(id, at)
+                 WHERE f.file_id = d.id AND f.loaded_at = d.at
+            """),
+                {"ids": [f.file_id for f in files], "at": [f.loaded_at for f in files]},
+            )

@@ -239,7 +239,24 @@ def hooks_due(engine: Engine, settings: Settings, today: date, stages: Sequence[
     interrupted or by its worker's death. A hook that failed by itself (an error, a timeout) is
     not run again: the product stays either way."""
     span = due_range(settings, today)
-    if span is None or not stages:
+    if span is None:
+        return []
+    return unfinished_hooks(engine, settings, span[0], span[1], stages)
+
+
+def unfinished_hooks(
+    engine: Engine,
+    settings: Settings,
+    first: date,
+    last: date,
+    stages: Sequence[str],
+    *,
+    any_not_ok: bool = False,
+) -> list[date]:
+    """Product days from ``first`` to ``last`` whose hooks (ledger ``stages``) did not all
+    finish (see :func:`hooks_due`), oldest first. With ``any_not_ok`` (a repair by hand: the
+    operator's ``smapds backfill``), every hook not OK counts, a failed or RUNNING one too."""
+    if not stages:
         return []
     with engine.connect() as conn:
         result = conn.execute(
@@ -252,6 +269,7 @@ def hooks_due(engine: Engine, settings: Settings, today: date, stages: Sequence[
                             ON h.domain = p.domain AND h.run_date = p.product_date
                            AND h.stage = s.stage
                     WHERE h.stage IS NULL
+                       OR (:any_not_ok AND h.status <> 'OK')
                        OR (h.status = 'RUNNING' AND h.updated_at < now() - :stale)
                        OR (h.status = 'FAILED'
                            AND (h.error LIKE :interrupted OR h.error LIKE :died)))
@@ -259,9 +277,10 @@ def hooks_due(engine: Engine, settings: Settings, today: date, stages: Sequence[
         """),
             {
                 "d": settings.domain,
-                "first": span[0],
-                "last": span[1],
+                "first": first,
+                "last": last,
                 "stages": list(stages),
+                "any_not_ok": any_not_ok,
                 "stale": timedelta(seconds=settings.stale_running_seconds),
                 "interrupted": f"{INTERRUPTED}%",
                 "died": f"{WORKER_DIED}%",
@@ -782,7 +801,7 @@ def _day_job(
             if reporter.stop_requested():
                 log.warning("hooks skipped: stopping", extra={"stage": hook_stage(hook)})
                 break
-            if not _run_hook(engine, settings, reporter, hook, day):
+            if not run_hook(engine, settings, hook, day, reporter):
                 failed.append(hook_stage(hook))
         return DayOutcome(
             day,
@@ -919,10 +938,28 @@ def _produce(engine: Engine, settings: Settings, day: date) -> _Made:
     return _Made(r.status, r.path, dict(r.stats), r.error)
 
 
-def _run_hook(
-    engine: Engine, settings: Settings, reporter: StageReporter, hook: Hook, day: date
+class _Unsupervised:
+    """The reporter of a hook run in this process (``smapds backfill``): nobody to tell."""
+
+    def begin(self, stage: str) -> None:
+        pass
+
+    def end(self, stage: str, status: str, error: str | None = None) -> None:
+        pass
+
+    def stop_requested(self) -> bool:
+        return False
+
+
+def run_hook(
+    engine: Engine,
+    settings: Settings,
+    hook: Hook,
+    day: date,
+    reporter: StageReporter | None = None,
 ) -> bool:
     """One hook as its own ledgered stage; a failure is logged and ledgered, never raised."""
+    reporter = reporter or _Unsupervised()
     stage = hook_stage(hook)
     reporter.begin(stage)
     _start(engine, settings, day, stage)
@@ -937,6 +974,25 @@ def _run_hook(
     _finish(engine, settings, day, stage, "OK")
     reporter.end(stage, "OK")
     return True
+
+
+def run_hook_once(engine: Engine, settings: Settings, hook: Hook, days: Sequence[date]) -> bool:
+    """A hook that does not depend on its day (the validation refresh) run once for several
+    days, each ledgered: what ``smapds backfill`` does after its days' collocations."""
+    if not days:
+        return True
+    stage = hook_stage(hook)
+    for day in days:
+        _start(engine, settings, day, stage)
+    status, error = "OK", None
+    try:
+        hook(engine, settings, days[-1])
+    except Exception as err:
+        status, error = _stage_status(err), f"{type(err).__name__}: {err}"
+        log.exception("hook failed", extra={"stage": stage, "date": str(days[-1])})
+    for day in days:
+        _finish(engine, settings, day, stage, status, error=error)
+    return status == "OK"
 
 
 @contextlib.contextmanager
@@ -1001,7 +1057,7 @@ def _hooks_job(
             if reporter.stop_requested():
                 log.warning("hooks skipped: stopping", extra={"stage": hook_stage(hook)})
                 break
-            if not _run_hook(engine, settings, reporter, hook, day):
+            if not run_hook(engine, settings, hook, day, reporter):
                 failed.append(hook_stage(hook))
     path = str(settings.data_dir / made.path)
     return DayOutcome(day, made.status, product_path=path, hooks_failed=tuple(failed))
@@ -1151,7 +1207,7 @@ def _ingest_job(
     failed = [
         hook_stage(h)
         for h in payload.hooks
-        if not reporter.stop_requested() and not _run_hook(engine, settings, reporter, h, run_date)
+        if not reporter.stop_requested() and not run_hook(engine, settings, h, run_date, reporter)
     ]
     return IngestOutcome(run_date, status, files, loaded, rejected, tuple(failed), failures)
 

@@ -1,13 +1,17 @@
 """The daily product: a COG with soil moisture, uncertainty and QA, a STAC item, a quicklook, and a
 registered row, written so that a kill at any moment leaves no half product registered.
 
-Files go to temporary names, are flushed and renamed; only then is the ``smapds.products`` row
-written, in the same transaction as the run ledger's outcome. If writing or registering fails (a
-full disk, the database), the day's previous files are put back, so the row never describes other
-files, and the day is ledgered ``FAILED`` with the reason; what a killed writer left under temporary
-names is removed once the day is made again. Running a day again rewrites the same
-bytes (deterministic model, encoder and metadata; no wall-clock times inside the files) and upserts
-the same row. An archived granule that its reader refuses is quarantined and the day is built
+The day's files carry their version in their names: ``smapds_sm_1km_<domain>_<YYYYMMDD>_<v>``
+with ``<v>`` the first 8 hex digits of the COG's sha256. They are written under temporary names,
+flushed and renamed; only then is the ``smapds.products`` row written (pointing at them), in the same
+transaction as the run ledger's outcome, and only after that commit are the day's superseded
+versions removed. So the row always names files that exist and match it, whatever moment a kill
+comes: a day made again with other bytes (another model, newer inputs) writes new names beside the
+registered ones and switches the row in one commit. If writing or registering fails (a full disk,
+the database), the new files are removed and the day is ledgered ``FAILED`` with the reason; what a
+killed writer left (temporary names, an unregistered version) is removed once the day is made
+again. Running a day again rewrites the same bytes under the same names (deterministic model,
+encoder and metadata; no wall-clock times inside the files) and upserts the same row. An archived granule that its reader refuses is quarantined and the day is built
 without it.
 
 Encoding: soil moisture and uncertainty as int16 with scale 1e-4 m3/m3 and nodata -32768: half the
@@ -22,15 +26,12 @@ would mix QA bits).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
 import re
-import shutil
 import uuid
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -63,6 +64,8 @@ SCALE: Final = 1e-4
 NODATA: Final = -32768
 BOUNDS: Final = (0.02, 0.5)
 STAGE: Final = "product"
+VERSION_CHARS: Final = 8
+"""Hex digits of the COG's sha256 in the day's file names (its version)."""
 
 
 @dataclass(frozen=True)
@@ -116,13 +119,21 @@ def produce_day(
         status = "DEGRADED" if stack.degraded else "OK"
         folder = data_dir / "products" / domain / f"{day:%Y}"
         folder.mkdir(parents=True, exist_ok=True)
-        stem = f"smapds_sm_1km_{domain}_{day:%Y%m%d}"
-        finals = [folder / f"{stem}{ext}" for ext in (".tif", ".png", ".json")]
-        with _all_or_nothing(finals):
-            cog = _write_cog(folder / f"{stem}.tif", result, factory, day=day, model=model)
+        base = f"smapds_sm_1km_{domain}_{day:%Y%m%d}"
+        kept = _registered(engine, data_dir, domain=domain, day=day)
+        tmp = folder / f".{base}.tmp-{os.getpid()}.tif"
+        written: list[Path] = [tmp]
+        try:
+            _write_cog(tmp, result, factory, day=day, model=model)
+            digest = _sha256(tmp)
+            stem = f"{base}_{digest[:VERSION_CHARS]}"
+            cog = folder / f"{stem}.tif"
+            written.append(cog)
+            os.replace(tmp, cog)
             seconds["cog"] = perf_counter() - t
             t = perf_counter()
-            png = _write_quicklook(folder / f"{stem}.png", result, day=day, domain=domain)
+            written.append(folder / f"{stem}.png")
+            png = _write_quicklook(written[-1], result, day=day, domain=domain)
             consistency = _consistency(result, stack.coarse36)
             inputs = [
                 {
@@ -138,9 +149,11 @@ def produce_day(
                 "staleness_days": dict(stack.staleness_days),
                 "degraded_reasons": list(stack.degraded_reasons),
             }
+            written.append(folder / f"{stem}.json")
             stac = _write_stac(
-                folder / f"{stem}.json",
+                written[-1],
                 cog=cog,
+                digest=digest,
                 png=png,
                 factory=factory,
                 day=day,
@@ -150,7 +163,6 @@ def produce_day(
                 settings_hash=settings_hash,
                 status=status,
             )
-            digest = _sha256(cog)
             seconds["stac_quicklook"] = perf_counter() - t
             t = perf_counter()
             with engine.begin() as conn:
@@ -177,8 +189,13 @@ def produce_day(
                     status=status,
                     details={**result.stats, **consistency, "path": str(cog)},
                 )
+        except BaseException:
+            for path in written:  # new names only: the registered files are never touched
+                if path not in kept:
+                    path.unlink(missing_ok=True)
+            raise
         seconds["register"] = perf_counter() - t
-        _sweep_leftovers(folder, stem)
+        _sweep(folder, base, keep={cog, png, stac})
         log.info("product written", extra={"day": str(day), "status": status, "path": str(cog)})
         return ProductResult(day, status, cog, {**result.stats, **consistency}, seconds=seconds)
     except SmapdsError as err:
@@ -227,46 +244,34 @@ def _build(engine: Engine, factory: StackFactory, *, data_dir: Path, day: date) 
             quarantine_archived(engine, archive, err.file, reason=err.reason)
 
 
-@contextlib.contextmanager
-def _all_or_nothing(paths: Sequence[Path]) -> Iterator[None]:
-    """Files replaced inside the block are all kept when it succeeds; when it fails they are all
-    put back as they were (the previous ones kept through hard links, new ones removed)."""
-    saved: dict[Path, Path | None] = {}
-    try:
-        for path in paths:
-            link = path.with_name(f".{path.name}.prev-{os.getpid()}")
-            link.unlink(missing_ok=True)
-            if path.exists():
-                try:
-                    os.link(path, link)
-                except OSError:  # a file system without hard links: a copy keeps it as well
-                    shutil.copy2(path, link)
-                saved[path] = link
-            else:
-                saved[path] = None
-        yield
-    except BaseException:
-        for path, previous in saved.items():
-            if previous is None:
-                path.unlink(missing_ok=True)
-            elif path.exists() and path.samefile(previous):  # not replaced (rename would no-op)
-                previous.unlink()
-            else:
-                os.replace(previous, path)
-        raise
-    for previous in saved.values():
-        if previous is not None:
-            previous.unlink(missing_ok=True)
+def _registered(engine: Engine, data_dir: Path, *, domain: str, day: date) -> set[Path]:
+    """The files of the day's registered product (none when the day has no row)."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "SELECT path, stac_path FROM smapds.products "
+                "WHERE domain = :d AND product_date = :day"
+            ),
+            {"d": domain, "day": day},
+        ).first()
+    if row is None:
+        return set()
+    cog = data_dir / row.path
+    return {cog, cog.with_suffix(".png"), data_dir / row.stac_path}
 
 
 _LEFTOVER: Final = re.compile(r"\.(?:tmp|prev)-(\d+)")
 
 
-def _sweep_leftovers(folder: Path, stem: str) -> None:
-    """Remove what killed writers of this day left: temporary files (``.STEM.tmp-PID...``, GDAL's
-    ``.ovr.tmp`` beside them) and kept previous versions (``.STEM.EXT.prev-PID``) of processes
-    that are gone. Called once the day's files and row are whole again, so nothing is lost."""
-    for path in folder.glob(f".{stem}.*"):
+def _sweep(folder: Path, base: str, *, keep: set[Path]) -> None:
+    """Once the day's new row is committed: remove the day's superseded versions (files under
+    final names that the row does not name) and what killed writers left under temporary names
+    (``.BASE.tmp-PID...``, GDAL's ``.ovr.tmp`` beside them) of processes that are gone."""
+    for path in folder.glob(f"{base}_*"):
+        if path not in keep and path.suffix in (".tif", ".png", ".json"):
+            path.unlink(missing_ok=True)
+            log.info("superseded version removed", extra={"path": str(path)})
+    for path in folder.glob(f".{base}*"):
         found = _LEFTOVER.search(path.name)
         if found is not None and not _alive(int(found.group(1))):
             path.unlink(missing_ok=True)
@@ -298,10 +303,11 @@ def _encode(values: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
 
 
 def _write_cog(
-    path: Path, result: Downscaled, factory: StackFactory, *, day: date, model: FrozenModel
+    tmp: Path, result: Downscaled, factory: StackFactory, *, day: date, model: FrozenModel
 ) -> Path:
+    """The COG, written and flushed under the temporary name ``tmp`` (renamed by the caller once
+    its checksum names its version)."""
     rows, cols = result.soil_moisture.shape
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.tif")
     profile = {
         "driver": "GTiff",
         "width": cols,
@@ -356,10 +362,10 @@ def _write_cog(
                 BIGTIFF="IF_SAFER",
             )
         _fsync(tmp)
-        os.replace(tmp, path)
-    finally:
+    except BaseException:
         tmp.unlink(missing_ok=True)
-    return path
+        raise
+    return tmp
 
 
 def _write_quicklook(path: Path, result: Downscaled, *, day: date, domain: str) -> Path:
@@ -397,6 +403,7 @@ def _write_stac(
     path: Path,
     *,
     cog: Path,
+    digest: str,
     png: Path,
     factory: StackFactory,
     day: date,
@@ -448,7 +455,7 @@ def _write_stac(
                 "soil moisture, uncertainty, QA (bits), model prediction before correction "
                 "(int16, scale 1e-4 m3/m3, nodata -32768)"
             ),
-            extra_fields={"file:checksum_sha256": _sha256(cog)},
+            extra_fields={"file:checksum_sha256": digest},
         ),
     )
     item.add_asset(

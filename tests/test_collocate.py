@@ -236,17 +236,21 @@ def test_an_ingest_records_its_time_span_and_recollocates_the_days_it_touched(
         """)
         ).all()
         conn.execute(sa.text("DELETE FROM smapds.collocations"))
-        conn.execute(
-            sa.text("""
-            INSERT INTO smapds.run_ledger (domain, run_date, stage, status, started_at)
-            VALUES ('demo', :d, 'ingest', 'OK', '2000-01-01')
-        """),
-            {"d": DAYS[-1]},
-        )
+        conn.execute(sa.text("UPDATE smapds.ingest_files SET collocated_at = NULL"))
     assert spans and all((s.first_time, s.last_time) == (s.lo, s.hi) for s in spans)
     collocate_ingested(writer, settings, DAYS[-1])
-    with writer.connect() as conn:
+    with writer.begin() as conn:
         days = conn.execute(
             sa.text("SELECT DISTINCT product_date FROM smapds.collocations ORDER BY 1")
         ).scalars()
         assert list(days) == PRODUCED
+        assert (
+            conn.execute(
+                sa.text("SELECT count(*) FROM smapds.ingest_files WHERE collocated_at IS NULL")
+            ).scalar()
+            == 0
+        )
+        conn.execute(sa.text("DELETE FROM smapds.collocations"))
+    collocate_ingested(writer, settings, DAYS[-1])  # marked collocated: nothing to do again
+    with writer.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM smapds.collocations")).scalar() == 0

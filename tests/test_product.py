@@ -3,6 +3,7 @@ COG + STAC + quicklook + row; a second run gives the same file and row; failures
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from datetime import date, timedelta
@@ -249,11 +250,17 @@ def test_backfill_produces_missing_days_in_order_and_skips_done_ones(
     setup: tuple[Settings, StackFactory], cli_env: dict[str, str]
 ) -> None:
     settings, env = setup[0], cli_env
+    first = smapds("backfill", "--start", "2024-04-07", "--end", "2024-04-08", env=env)
+    assert first.returncode == 0, first.stderr
     result = smapds("backfill", "--start", "2024-04-06", "--end", "2024-04-08", env=env)
     assert result.returncode == 0, result.stderr
     assert "2 day(s) already produced, skipped" in result.stdout
     assert "[1/1] 2024-04-06 OK" in result.stderr
-    assert (settings.data_dir / "products/demo/2024/smapds_sm_1km_demo_20240406.tif").is_file()
+    (made,) = (settings.data_dir / "products/demo/2024").glob("smapds_sm_1km_demo_20240406_*.tif")
+    assert (
+        made.name
+        == f"smapds_sm_1km_demo_20240406_{hashlib.sha256(made.read_bytes()).hexdigest()[:8]}.tif"
+    )
 
 
 def test_fetch_model_list_and_activate_from_the_command_line(cli_env: dict[str, str]) -> None:

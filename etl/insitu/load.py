@@ -159,7 +159,7 @@ def record_file(
             sha256 = EXCLUDED.sha256, size_bytes = EXCLUDED.size_bytes, format = EXCLUDED.format,
             rows_read = EXCLUDED.rows_read, rows_loaded = EXCLUDED.rows_loaded,
             rows_rejected = EXCLUDED.rows_rejected, status = EXCLUDED.status,
-            error = EXCLUDED.error, loaded_at = now()
+            error = EXCLUDED.error, loaded_at = now(), collocated_at = NULL
         WHERE (f.sha256, f.size_bytes, f.format, f.rows_read, f.rows_loaded, f.rows_rejected,
                f.status, f.error)
               IS DISTINCT FROM (EXCLUDED.sha256, EXCLUDED.size_bytes, EXCLUDED.format,

@@ -51,7 +51,9 @@ from service.settings import Settings
 REPO = Path(__file__).resolve().parents[2]
 WORLD_START = date(2024, 4, 1)
 DOMAIN = "demo"
-FINAL_NAME = re.compile(r"^smapds_sm_1km_(?P<domain>\w+?)_(?P<day>\d{8})\.(tif|png|json)$")
+FINAL_NAME = re.compile(
+    r"^smapds_sm_1km_(?P<domain>\w+?)_(?P<day>\d{8})_(?P<version>[0-9a-f]{8})\.(tif|png|json)$"
+)
 Event = dict[str, Any]
 
 

@@ -592,16 +592,9 @@ def test_the_service_crashed_at_every_stage_and_restarted_makes_each_day_once(
         _print_kills("service crashed and restarted")
 
 
-# -- known gaps -----------------------------------------------------------------------------------
+# -- the repairs after a kill ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="smapds backfill skips a day that has its product, so a backfill killed after the "
-    "product's registration but during the day's collocation or the validation refresh never "
-    "collocates that day nor refreshes the statistics when run again (service/cli.py _produce; "
-    "smapds collocate --start DAY repairs it by hand)",
-)
 def test_backfill_killed_after_the_registration_collocates_the_day_when_run_again(
     new_site: Callable[..., Site],
     engines: Callable[[Site], tuple[Engine, Engine]],
@@ -623,17 +616,10 @@ def test_backfill_killed_after_the_registration_collocates_the_day_when_run_agai
         assert kh.collocate_again(writer, site, [day]) == {day: 0}
         assert kh.validation_problems(writer, site) == []
     finally:
-        _print_kills("backfill, known gap")
+        _print_kills("backfill killed in its hooks")
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="files are renamed into place before the products row commits: a day made again "
-    "(another model) and killed between the two keeps its old row beside the new COG until it "
-    "is made again (service/product.py _all_or_nothing puts the old files back on an exception, "
-    "not after a kill)",
-)
 def test_a_day_made_again_and_killed_before_its_registration_keeps_a_row_that_matches_its_file(
     new_site: Callable[..., Site],
     engines: Callable[[Site], tuple[Engine, Engine]],
@@ -673,14 +659,6 @@ def test_a_day_made_again_and_killed_before_its_registration_keeps_a_row_that_ma
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="the ingest job's collocate_ingested hook re-collocates only the days reached by the "
-    "files loaded in its own run (ingest_files.loaded_at >= that run's ledger started_at, "
-    "service/collocate.py): when the worker dies after the files were committed but before the "
-    "hook finished, the next ingest run loads nothing new and the product days are never "
-    "collocated with the new stations",
-)
 def test_the_ingest_job_killed_in_its_collocation_collocates_the_new_stations_when_run_again(
     new_site: Callable[..., Site],
     engines: Callable[[Site], tuple[Engine, Engine]],
@@ -720,4 +698,4 @@ def test_the_ingest_job_killed_in_its_collocation_collocates_the_new_stations_wh
     finally:
         if served.popen.poll() is None:
             served.kill()
-        _print_kills("ingest job, known gap")
+        _print_kills("ingest job killed in its collocation")

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Engine
 from service.product import ProductResult, produce_day
 
 DAY = DAYS[-2]
-STEM = f"smapds_sm_1km_demo_{DAY:%Y%m%d}"
+BASE = f"smapds_sm_1km_demo_{DAY:%Y%m%d}"  # + _<version>.tif|png|json
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def _folder(produced: Produced) -> Path:
 def _snapshot(produced: Produced, writer: Engine) -> Snapshot:
     folder = _folder(produced)
     files = {p.name: p.read_bytes() for p in sorted(folder.glob(".*"))}  # temporary: none
-    files |= {p.name: p.read_bytes() for p in sorted(folder.glob(f"{STEM}.*"))}
+    files |= {p.name: p.read_bytes() for p in sorted(folder.glob(f"{BASE}_*"))}
     with writer.connect() as conn:
         row = conn.execute(
             sa.text("SELECT * FROM smapds.products WHERE domain = 'demo' AND product_date = :d"),
@@ -89,7 +89,8 @@ def _make_previous(produced: Produced, writer: Engine) -> Snapshot:
     made = _produce(produced, writer, strict_et=True)
     assert made.status == "DEGRADED" and made.path is not None
     before = _snapshot(produced, writer)
-    assert set(before.files) == {f"{STEM}.tif", f"{STEM}.png", f"{STEM}.json"}
+    assert sorted(Path(f).suffix for f in before.files) == [".json", ".png", ".tif"]
+    assert len({Path(f).stem for f in before.files}) == 1  # one version
     return before
 
 
@@ -109,16 +110,24 @@ def _assert_made_again(produced: Produced, writer: Engine, before: Snapshot) -> 
     result = _produce(produced, writer)
     assert result.status == "OK" and result.path is not None, result.error
     after = _snapshot(produced, writer)
-    assert set(after.files) == set(before.files)  # the three files, no temporary ones
-    assert after.files[f"{STEM}.tif"] != before.files[f"{STEM}.tif"]
+    # the three files of the new version (other bytes, other names), no temporary ones, and the
+    # previous version removed once the new row was committed
+    assert sorted(Path(f).suffix for f in after.files) == [".json", ".png", ".tif"]
+    assert len({Path(f).stem for f in after.files}) == 1
+    assert _cog(after) != _cog(before) and not set(after.files) & set(before.files)
     assert after.row is not None and before.row is not None and after.row != before.row
     with writer.connect() as conn:
         sha, status = conn.execute(
             sa.text("SELECT sha256, status FROM smapds.products WHERE product_date = :d"),
             {"d": DAY},
         ).one()
-    assert status == "OK" and sha == hashlib.sha256(after.files[f"{STEM}.tif"]).hexdigest()
+    assert status == "OK" and sha == hashlib.sha256(_cog(after)).hexdigest()
     assert after.ledger[0] == "OK" and after.ledger[1] == before.ledger[1] + 2
+
+
+def _cog(snapshot: Snapshot) -> bytes:
+    (cog,) = (body for name, body in snapshot.files.items() if name.endswith(".tif"))
+    return cog
 
 
 def _enospc(path: object) -> OSError:
@@ -223,7 +232,7 @@ def test_a_really_full_file_system_fails_the_day_cleanly_and_keeps_the_previous_
     room: str, produced: Produced, writer: Engine, tiny_products: Path
 ) -> None:
     before = _make_previous(produced, writer)
-    cog = len(before.files[f"{STEM}.tif"])
+    cog = len(_cog(before))
     # GDAL fails at different points of the COG write (its overview scratch file needs room too):
     # "IO error writing tag data", "Error fetching directory count", ENOSPC
     filler = _fill(tiny_products, leave={"none": 0, "half-a-cog": cog // 2, "a-cog": cog}[room])
