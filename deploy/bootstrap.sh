@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-# PostgreSQL 15 + PostGIS 3 (the embedded cluster runs these binaries), psql, Python venv support.
-packages=(postgresql-15 postgresql-15-postgis-3 postgresql-client-15 make)
+# PostgreSQL 15 + PostGIS 3 (the embedded cluster runs these binaries), psql, Python venv support, and
+# the shell linter (the tests check deploy/*.sh with it).
+packages=(postgresql-15 postgresql-15-postgis-3 postgresql-client-15 make shellcheck)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 missing=()
 for p in "${packages[@]}"; do

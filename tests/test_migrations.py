@@ -188,6 +188,7 @@ def test_badly_named_or_gapped_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(SchemaError, match="NNN_lower_snake"):
         discover(sql_dir)
     (sql_dir / "7_oops.sql").unlink()
-    (sql_dir / "009_gap.sql").write_text("SELECT 1;")
+    newest = max(int(f.name[:3]) for f in sql_dir.glob("[0-9][0-9][0-9]_*.sql"))
+    (sql_dir / f"{newest + 2:03d}_gap.sql").write_text("SELECT 1;")
     with pytest.raises(SchemaError, match="gap or duplicate"):
         discover(sql_dir)
