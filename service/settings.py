@@ -283,12 +283,15 @@ class Settings(BaseSettings):
             return None
         try:
             url = make_url(value.get_secret_value())
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # never the parser's message: it can quote the password
             raise ValueError(
-                "not a URL; expected postgresql://user:password@host:port/dbname"
+                "not a URL; expected postgresql://user:password@host:port/dbname "
+                "(percent-encode special characters of the password)"
             ) from None
         if url.get_backend_name() != "postgresql" or url.get_driver_name() not in ("psycopg2", ""):
             raise ValueError("must be a postgresql:// (or postgresql+psycopg2://) URL")
+        if "@" in (url.host or ""):  # a password with an unencoded '@': its tail became the host
+            raise ValueError("the password must be percent-encoded ('@' as %40)")
         if not url.database:
             raise ValueError("names no database; expected postgresql://user@host:port/dbname")
         return value
@@ -376,12 +379,20 @@ class Settings(BaseSettings):
 _CONFIG_FILE: dict[str, Path | None] = {}
 
 
+_SECRET_URL_PARAMETERS = frozenset({"password", "sslpassword"})
+"""libpq connection parameters that carry a secret when given in the URL's query string."""
+
+
 def redact_url(url: str) -> str:
-    """A database URL with its password replaced by '***' (safe for logs and `config show`)."""
+    """A database URL with its password (also a ``password=`` parameter) replaced by '***'
+    (safe for logs and `config show`)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
         return "***"
+    hidden = {k: "***" for k in parsed.query if k.lower() in _SECRET_URL_PARAMETERS}
+    text = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+    return text.replace("=%2A%2A%2A", "=***")
 
 
 def load_settings(
