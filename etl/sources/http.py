@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from etl.errors import AuthenticationError, FetchError, GranuleNotFoundError
 
@@ -114,7 +115,7 @@ class HttpClient:
                 requests.exceptions.ConnectionError,
                 requests.exceptions.Timeout,
             ) as err:
-                attempt = self._backoff(url, attempt, f"{type(err).__name__}")
+                attempt = self._backoff(url, attempt, _reason(err))
             finally:
                 response.close()
 
@@ -179,6 +180,16 @@ class HttpClient:
         )
         self.sleep(delay)
         return attempt + 1
+
+
+def _reason(err: requests.exceptions.RequestException) -> str:
+    """What went wrong, by class name. A body that stops arriving is a ``ReadTimeout``, as is a
+    host that never sends its headers: while streaming, requests wraps urllib3's read timeout in
+    a ``ConnectionError``, which would send an operator looking for a network fault instead of a
+    stalled provider. (Only the name: exception texts can carry a signed URL.)"""
+    if any(isinstance(a, urllib3.exceptions.ReadTimeoutError) for a in err.args):
+        return "ReadTimeout"
+    return type(err).__name__
 
 
 def _safe(url: str) -> str:
