@@ -1,5 +1,7 @@
 """A fake NASA on 127.0.0.1 for tests: CMR granule search (UMM-G JSON, Search-After paging) and a
-download host with a bearer-token check, redirects, and injectable faults per file."""
+download host with a bearer-token check, redirects, and injectable faults per file: 503s, bodies cut
+short or promised and never sent, answers that stall after their headers, requests never answered,
+and a CMR that refuses the token or lists granules of another collection version."""
 
 from __future__ import annotations
 
@@ -30,14 +32,31 @@ class FakeNasa:
     cmr_items: list[dict[str, object]] = field(default_factory=list)
     cmr_short_name: str | None = None
     base: str = ""
+    empty_first: dict[str, int] = field(default_factory=dict)  # name -> headers, then no body
+    stall_first: dict[str, int] = field(default_factory=dict)  # name -> half a body, then stall
+    silent_first: dict[str, int] = field(default_factory=dict)  # name -> never answered
+    cmr_silent_first: int = 0  # searches never answered
+    cmr_requires_token: bool = False  # searches without the good token get a 401
+    cmr_auth_headers: list[str | None] = field(default_factory=list)
+    cmr_queries: list[dict[str, list[str]]] = field(default_factory=list)
+    stall_seconds: float = 30.0  # how long a stalled or silent answer waits (or until released)
+    released: threading.Event = field(default_factory=threading.Event)
 
     def downloads(self) -> list[str]:
         return [r for r in self.requests if r.startswith("/data/")]
 
     def add_granule(
-        self, name: str, body: bytes, *, day: str, size: int | None = None, md5: str | None = None
+        self,
+        name: str,
+        body: bytes,
+        *,
+        day: str,
+        size: int | None = None,
+        md5: str | None = None,
+        version: str | None = None,
     ) -> None:
-        """Serve ``body`` as ``name`` and list it in CMR for ``day`` (YYYY-MM-DD)."""
+        """Serve ``body`` as ``name`` and list it in CMR for ``day`` (YYYY-MM-DD); with
+        ``version``, only a search for that collection version (or for none) lists it."""
         import hashlib
 
         self.files[name] = body
@@ -53,9 +72,21 @@ class FakeNasa:
                     },
                     "RelatedUrls": [{"Type": "GET DATA", "URL": f"{self.base}/redirect/{name}"}],
                     "DataGranule": {"ArchiveAndDistributionInformation": [info]},
+                    **({"CollectionReference": {"Version": version}} if version else {}),
                 },
             }
         )
+
+    def withdraw(self, name: str) -> None:
+        """The provider removes ``name`` from CMR and from the download host."""
+        self.files.pop(name, None)
+        self.cmr_items = [i for i in self.cmr_items if _name(i) != name]
+
+    def _take(self, faults: dict[str, int], name: str) -> bool:
+        if faults.get(name, 0) > 0:
+            faults[name] -= 1
+            return True
+        return False
 
 
 def _handler(nasa: FakeNasa) -> type[BaseHTTPRequestHandler]:
@@ -67,6 +98,14 @@ def _handler(nasa: FakeNasa) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             nasa.requests.append(parts.path)
             if parts.path == "/search/granules.umm_json":
+                nasa.cmr_auth_headers.append(self.headers.get("Authorization"))
+                if nasa.cmr_silent_first > 0:
+                    nasa.cmr_silent_first -= 1
+                    return self._hang()
+                if nasa.cmr_requires_token and self.headers.get("Authorization") != (
+                    f"Bearer {TOKEN}"
+                ):
+                    return self._send(401, b'{"errors": ["Token is expired"]}')
                 return self._cmr(parse_qs(parts.query))
             if parts.path.startswith("/redirect/"):
                 self.send_response(302)
@@ -81,9 +120,16 @@ def _handler(nasa: FakeNasa) -> type[BaseHTTPRequestHandler]:
             if nasa.fail_first.get(name, 0) > 0:
                 nasa.fail_first[name] -= 1
                 return self._send(503, b"busy")
+            if nasa._take(nasa.silent_first, name):
+                return self._hang()
             if name not in nasa.files:
                 return self._send(404, b"not found")
             body = nasa.files[name]
+            if nasa._take(nasa.empty_first, name):
+                return self._promise(body, b"")
+            if nasa._take(nasa.stall_first, name):
+                self._promise(body, body[: len(body) // 2], close=False)
+                return self._hang()
             if nasa.truncate_first.get(name, 0) > 0:
                 nasa.truncate_first[name] -= 1
                 self.send_response(200)
@@ -95,10 +141,16 @@ def _handler(nasa: FakeNasa) -> type[BaseHTTPRequestHandler]:
             return self._send(200, body)
 
         def _cmr(self, query: dict[str, list[str]]) -> None:
+            nasa.cmr_queries.append(query)
             if nasa.cmr_short_name is not None and query["short_name"] != [nasa.cmr_short_name]:
                 return self._send(200, json.dumps({"hits": 0, "items": []}).encode())
             day = query["temporal"][0][:10]
-            items = [i for i in nasa.cmr_items if _begins(i) in (None, day)]
+            wanted = query.get("version", [None])[0]
+            items = [
+                i
+                for i in nasa.cmr_items
+                if _begins(i) in (None, day) and _version(i) in (None, wanted)
+            ]
             size = int(query["page_size"][0])
             start = int(self.headers.get("CMR-Search-After") or 0)
             body = json.dumps({"hits": len(items), "items": items[start : start + size]}).encode()
@@ -117,7 +169,34 @@ def _handler(nasa: FakeNasa) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
+        def _promise(self, body: bytes, sent: bytes, *, close: bool = True) -> None:
+            """Headers for all of ``body``, then only ``sent`` (and, with ``close``, hang up)."""
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(sent)
+            self.wfile.flush()
+            self.close_connection = close
+
+        def _hang(self) -> None:
+            """Say nothing more for ``stall_seconds`` (or until the server stops), then hang up."""
+            nasa.released.wait(nasa.stall_seconds)
+            self.close_connection = True
+
     return Handler
+
+
+def _name(item: dict[str, object]) -> str | None:
+    umm = item.get("umm")
+    return str(umm.get("GranuleUR")) if isinstance(umm, dict) else None
+
+
+def _version(item: dict[str, object]) -> str | None:
+    umm = item.get("umm")
+    if not isinstance(umm, dict):
+        return None
+    version = umm.get("CollectionReference", {}).get("Version")
+    return str(version) if version else None
 
 
 def _begins(item: dict[str, object]) -> str | None:
@@ -138,5 +217,6 @@ def serving(fake: FakeNasa) -> Iterator[FakeNasa]:
     try:
         yield fake
     finally:
+        fake.released.set()  # stalled answers give up, so no handler outlives the block
         server.shutdown()
         server.server_close()
