@@ -17,6 +17,7 @@ Rules (each a keyword argument with no silent default where it matters):
   used per cell (0 none, 1 AM, 2 PM).
 - A covariate staler than its limit makes the day *degraded* (``on_stale="degrade"``) or raises
   :class:`StaleInputError` (``on_stale="refuse"``).
+- Of several versions of one granule in the archive (a reprocessed day), the newest is used.
 - Static layers (soil texture, bulk density, organic carbon, elevation) come from
   :func:`etl.static.static_layers`, regridded once per domain and cached.
 - An archived granule that its reader refuses (corrupt, schema drift, a precipitation file that is
@@ -27,6 +28,7 @@ Rules (each a keyword argument with no silent default where it matters):
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -46,7 +48,7 @@ from etl.regrid import RasterSource, regrid
 
 log = logging.getLogger(__name__)
 
-STACK_VERSION: Final = "1"
+STACK_VERSION: Final = "2"
 
 # (name, units, what it is) in the order the model sees them.
 FEATURES: Final[tuple[tuple[str, str, str], ...]] = (
@@ -151,6 +153,30 @@ class DailyStack:
         return np.stack([self.features[n].values[rows, cols] for n in FEATURE_NAMES], axis=-1)
 
 
+_VERSION_TOKEN: Final = re.compile(
+    r"_R\d{5}_\d{3}(?=\.)"  # SMAP: Composite Release ID and iteration, _R19240_001
+    r"|\.V\d{2}[A-Z]?(?=\.)"  # IMERG: .V07B
+    r"|\.\d{3}\.\d{13}(?=\.)"  # MODIS: collection and production time, .061.2024195000000
+)
+
+
+def latest_versions(catalog: Catalog) -> Catalog:
+    """``catalog`` with one file per granule: of several versions of the same granule (a day
+    reprocessed under a new CRID, collection or production time), the newest. Versions are
+    told apart by the version token of the provider's file name, and the newest is the greatest
+    name (R19240_001 < R19250_002, V06B < V07B, .061.2024195000000 < .061.2024301000000)."""
+
+    def newest(source: str, day: date) -> list[ArchivedFile]:
+        best: dict[str, ArchivedFile] = {}
+        for f in catalog(source, day):
+            key = _VERSION_TOKEN.sub("", f.granule_id)
+            if key not in best or f.granule_id > best[key].granule_id:
+                best[key] = f
+        return sorted(best.values(), key=lambda f: f.granule_id)
+
+    return newest
+
+
 def build_stack(
     day: date,
     *,
@@ -163,6 +189,7 @@ def build_stack(
     prefer: Literal["AM", "PM"],
 ) -> DailyStack:
     """Assemble the day's inputs on ``domain`` (see the module docstring for the rules)."""
+    catalog = latest_versions(catalog)
     used: list[ArchivedFile] = []
     stale: dict[str, int] = {}
     reasons: list[str] = []
@@ -249,7 +276,9 @@ def coarse_retrievals(
     names: InputNames,
     prefer: Literal["AM", "PM"],
 ) -> tuple[xr.Dataset | None, xr.Dataset | None, list[ArchivedFile]]:
-    """The day's 36 km and 9 km retrievals on the domain (None where there is no granule)."""
+    """The day's 36 km and 9 km retrievals on the domain (None where there is no granule); of
+    several versions of a granule, the newest (:func:`latest_versions`)."""
+    catalog = latest_versions(catalog)
     found: dict[int, xr.Dataset] = {}
     used: list[ArchivedFile] = []
     for res, name in ((36, names.smap36), (9, names.smap9)):
@@ -296,26 +325,53 @@ def _tiles(
 def _precipitation(
     catalog: Catalog, source: str, day: date, domain: Domain
 ) -> tuple[FloatArray, FloatArray, FloatArray, int, list[ArchivedFile]]:
+    """The day's precipitation and its 3- and 7-day sums on the domain, the number of missing days
+    in the window and the files used. A missing day counts as the mean of the window's others.
+
+    The sums are made on the files' own grid and then regridded (3 regrids instead of 7: bilinear
+    weights are linear, so this equals summing the regridded days up to float rounding); files on
+    different grids (a provider changed its grid inside the window) are regridded day by day."""
     days = [day - timedelta(days=k) for k in range(7)]  # day first
-    fields: list[FloatArray | None] = []
+    daily: list[RasterSource | None] = []
     used: list[ArchivedFile] = []
     for d in days:
         files = list(catalog(source, d))
         if not files:
-            fields.append(None)
+            daily.append(None)
             continue
         used.append(files[0])
-        daily = _read(files[0], _daily_source)
-        fields.append(regrid(daily, domain, method="bilinear"))
-    have = [f for f in fields if f is not None]
+        daily.append(_read(files[0], _daily_source))
+    have = [f for f in daily if f is not None]
     if not have:
         raise InputError(f"{day}: no {source} precipitation in the 7 days ending on the day")
+    missing = sum(f is None for f in daily)
+    first = have[0]
+    if all(_same_grid(f, first) for f in have):
+        fields = [None if f is None else f.data for f in daily]
+        p, p3, p7 = (
+            regrid(RasterSource(a, first.transform, first.crs), domain, method="bilinear")
+            for a in _window_sums(fields)
+        )
+    else:
+        regridded = [None if f is None else regrid(f, domain, method="bilinear") for f in daily]
+        p, p3, p7 = _window_sums(regridded)
+    return p, p3, p7, missing, used
+
+
+def _same_grid(a: RasterSource, b: RasterSource) -> bool:
+    return a.data.shape == b.data.shape and a.transform == b.transform and a.crs == b.crs
+
+
+def _window_sums(
+    fields: Sequence[npt.NDArray[np.floating] | None],
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """(first field, sum of the first 3, sum of all); a missing field is the mean of the others."""
+    have = [f for f in fields if f is not None]
     fill = np.mean(np.stack(have), axis=0).astype(np.float32)
-    full = [f if f is not None else fill for f in fields]
-    missing = sum(f is None for f in fields)
+    full = [fill if f is None else f.astype(np.float32, copy=False) for f in fields]
     p3: FloatArray = np.stack(full[:3]).sum(axis=0, dtype=np.float32)
     p7: FloatArray = np.stack(full).sum(axis=0, dtype=np.float32)
-    return full[0], p3, p7, missing, used
+    return full[0], p3, p7
 
 
 def _read(file: ArchivedFile, read: Callable[[Path], T]) -> T:

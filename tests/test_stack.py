@@ -177,3 +177,53 @@ def test_missing_precipitation_days_are_filled_and_counted(
     )
     assert stack.staleness_days["precip_missing_days"] == 2
     assert stack.degraded and "precip_missing_days" in stack.degraded_reasons[0]
+
+
+@pytest.mark.parametrize("gap", [None, date(2024, 4, 3)])
+def test_precipitation_sums_made_on_the_native_grid_equal_the_sums_of_the_regridded_days(
+    demo_world: Path, gap: date | None
+) -> None:
+    from datetime import timedelta
+
+    from etl.regrid import regrid
+    from etl.stack import _daily_source, _precipitation, _read, _window_sums
+
+    drop = set() if gap is None else {("IMERG_E", gap)}
+    catalog = _catalog(demo_world, drop=drop)
+    day = date(2024, 4, 5)
+    p, p3, p7, missing, used = _precipitation(catalog, "IMERG_E", day, DEMO)
+    days = [day - timedelta(days=k) for k in range(7)]
+    regridded = [
+        regrid(_read(files[0], _daily_source), DEMO, method="bilinear") if files else None
+        for files in (list(catalog("IMERG_E", d)) for d in days)
+    ]
+    expected = _window_sums(regridded)
+    assert missing == (gap is not None) and len(used) == 7 - missing
+    assert float(np.nanmax(expected[2])) > 1.0  # it rained in the window
+    for got, want in zip((p, p3, p7), expected, strict=True):
+        assert np.array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+def test_of_several_versions_of_a_granule_the_newest_is_used() -> None:
+    from etl.stack import ArchivedFile, latest_versions
+
+    names = [
+        "SMAP_L3_SM_P_20240401_R19240_001.h5",
+        "SMAP_L3_SM_P_20240401_R19250_002.h5",
+        "MCD43A3.A2024092.h27v05.061.2024101000000.hdf",
+        "MCD43A3.A2024092.h27v05.061.2024301000000.hdf",
+        "MCD43A3.A2024092.h28v05.061.2024101000000.hdf",
+        "3B-DAY-E.MS.MRG.3IMERG.20240401-S000000-E235959.V06B.nc4",
+        "3B-DAY-E.MS.MRG.3IMERG.20240401-S000000-E235959.V07B.nc4",
+    ]
+    files = [ArchivedFile("X", n, date(2024, 4, 1), Path(n), "-") for n in names]
+    newest = latest_versions(lambda source, day: files)("X", date(2024, 4, 1))
+    assert [f.granule_id for f in newest] == sorted(
+        [
+            "SMAP_L3_SM_P_20240401_R19250_002.h5",
+            "MCD43A3.A2024092.h27v05.061.2024301000000.hdf",
+            "MCD43A3.A2024092.h28v05.061.2024101000000.hdf",
+            "3B-DAY-E.MS.MRG.3IMERG.20240401-S000000-E235959.V07B.nc4",
+        ]
+    )

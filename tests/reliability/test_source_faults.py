@@ -416,11 +416,6 @@ def test_a_reprocessed_day_is_archived_beside_the_first_version_which_stays_unto
     assert _granules(_metrics(writer, DAYS[3]), "fetched") == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug outside the fetch side: etl.stack.coarse_retrievals reads files[0] of the "
-    "inventory catalogue (ordered by granule id), so the older of two versions of a day is used",
-)
 def test_the_stack_reads_the_newer_version_of_a_reprocessed_day(
     nasa: FakeNasa, demo_world: Path, writer: Engine, archive: Archive, tmp_path: Path
 ) -> None:
