@@ -319,8 +319,11 @@ def _writer(settings: Settings) -> Iterator[Engine]:
     db = _database(settings)
     engine = db.engine("writer")
     try:
-        with engine.connect() as conn:
-            check_schema(conn, db.sql_dir)
+        try:
+            with engine.connect() as conn:
+                check_schema(conn, db.sql_dir)
+        except sa.exc.OperationalError as err:
+            raise db.unreachable(err) from err
         yield engine
     finally:
         engine.dispose()

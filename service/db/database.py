@@ -93,11 +93,13 @@ class Database:
         try:
             return migrate(engine, self.sql_dir)
         except OperationalError as err:
-            raise DatabaseError(
-                f"cannot reach the database at {self.where}: {_first_line(err)}"
-            ) from err
+            raise self.unreachable(err) from err
         finally:
             engine.dispose()
+
+    def unreachable(self, err: OperationalError) -> DatabaseError:
+        """The error for a server that cannot be reached: where (password hidden) and why."""
+        return DatabaseError(f"cannot reach the database at {self.where}: {_first_line(err)}")
 
     def down(self) -> bool:
         """Stop the embedded cluster; False when it was not running or the database is external."""
@@ -165,9 +167,7 @@ class Database:
                     schema_problem=problem,
                 )
         except OperationalError as err:
-            raise DatabaseError(
-                f"cannot reach the database at {self.where}: {_first_line(err)}"
-            ) from err
+            raise self.unreachable(err) from err
         finally:
             engine.dispose()
 
