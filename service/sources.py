@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from etl.errors import ConfigError
 from etl.grid import get_domain
@@ -70,7 +71,12 @@ def build_sources(settings: Settings, *, only: list[str] | None = None) -> list[
     unknown = sorted(set(only or []) - set(configs))
     if unknown:
         raise ConfigError(f"unknown source {unknown[0]}; configured: {', '.join(sorted(configs))}")
-    client = HttpClient(token=token_provider(settings), user_agent=f"smapds/{__version__}")
+    client = HttpClient(
+        token=token_provider(settings),
+        # NASA's hosts and the configured CMR endpoint (a mirror, or a fake in tests)
+        trusted_hosts=(*HttpClient.trusted_hosts, urlsplit(settings.cmr_url).hostname or ""),
+        user_agent=f"smapds/{__version__}",
+    )
     synthetic = settings.synthetic_dir or settings.data_dir / "synthetic"
     bbox = get_domain(settings.domain).bbox_lonlat()
     out: list[Source] = []

@@ -256,3 +256,22 @@ def test_a_granule_id_that_is_a_path_is_refused(tmp_path: Path) -> None:
     g = Granule(source="S", granule_id="../../etc/passwd", day=date(2024, 4, 3), url="x")
     with pytest.raises(QuarantinedError, match="not a plain file name"):
         _archive(tmp_path).path_for(g)
+
+
+@pytest.mark.parametrize(
+    ("url", "carries"),
+    [
+        ("https://cmr.earthdata.nasa.gov/search/granules.umm_json", True),
+        ("https://data.nsidc.earthdatacloud.nasa.gov/x.h5", True),
+        ("http://data.nsidc.earthdatacloud.nasa.gov/x.h5", False),  # plain http
+        ("https://data.chc.ucsb.edu/products/CHIRPS-2.0/x.tif", False),  # another provider
+        ("https://earthdata.nasa.gov.evil.example/x.h5", False),
+        ("https://notearthdata.nasa.gov/x.h5", False),
+        ("http://127.0.0.1:8080/x.h5", False),  # loopback, but not trusted
+    ],
+)
+def test_the_token_goes_only_to_trusted_hosts_over_https(url: str, carries: bool) -> None:
+    from etl.sources.http import may_carry_token
+
+    assert may_carry_token(url, ("earthdata.nasa.gov", "earthdatacloud.nasa.gov")) is carries
+    assert may_carry_token("http://127.0.0.1:8080/x.h5", ("127.0.0.1",))

@@ -5,7 +5,9 @@ A 401 asks the token provider for a fresh token once, then raises :class:`Authen
 (distinct from missing data); 404/410 raise :class:`GranuleNotFoundError`. NASA Earthdata answers
 downloads with redirects to other hosts: ``requests`` drops the Authorization header on any
 cross-host redirect, so :class:`TrustedSession` keeps it for hosts in ``trusted_hosts`` only (and
-never over plain http to a non-loopback host). Tokens never appear in logs or exceptions.
+never over plain http to a non-loopback host). The same rule decides whether the first request
+carries it: a source on another host (CHIRPS at UCSB) never sees the token. Tokens never appear in
+logs or exceptions.
 """
 
 from __future__ import annotations
@@ -41,14 +43,19 @@ class TrustedSession(requests.Session):
     def rebuild_auth(
         self, prepared_request: requests.PreparedRequest, response: requests.Response
     ) -> None:
-        if "Authorization" in prepared_request.headers:
-            target = urlsplit(prepared_request.url or "")
-            host = target.hostname or ""
-            trusted = any(host == h or host.endswith("." + h) for h in self.trusted_hosts)
-            secure = target.scheme == "https" or host in _LOOPBACK
-            if trusted and secure:
-                return
+        if "Authorization" in prepared_request.headers and not may_carry_token(
+            prepared_request.url or "", self.trusted_hosts
+        ):
             del prepared_request.headers["Authorization"]
+
+
+def may_carry_token(url: str, trusted_hosts: tuple[str, ...]) -> bool:
+    """Whether a request to ``url`` may carry the Earthdata token: a trusted host (or a subdomain
+    of one) over https, or over http on the loopback interface (a local fake or mirror)."""
+    target = urlsplit(url)
+    host = target.hostname or ""
+    trusted = any(host == h or host.endswith("." + h) for h in trusted_hosts)
+    return trusted and (target.scheme == "https" or host in _LOOPBACK)
 
 
 @dataclass
@@ -131,7 +138,11 @@ class HttpClient:
         refreshed = False
         while True:
             hdrs = dict(headers or {})
-            token = self.token(refreshed) if self.token is not None else None
+            token = (
+                self.token(refreshed)
+                if self.token is not None and may_carry_token(url, self.trusted_hosts)
+                else None
+            )
             if token:
                 hdrs["Authorization"] = f"Bearer {token}"
             try:

@@ -46,8 +46,8 @@ What this module adds:
 - Paths: CMR granule names that are relative or absolute paths are quarantined before any
   download, nothing is written outside the data directory; symbolic links in the service's
   ingest drop folder (files, a directory, CSV pairs) are not followed by the ingest job.
-- Known defect, a strict xfail: the Earthdata token goes to every host a source names (an
-  ``https`` source such as CHIRPS at UCSB), not only to NASA's (``etl/sources/http.py``).
+- The Earthdata token goes only to NASA's hosts and the configured CMR endpoint, never to another
+  source's host (an ``https`` source such as CHIRPS at UCSB), over plain http neither.
 """
 
 from __future__ import annotations
@@ -1057,13 +1057,6 @@ class _Record(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="etl/sources/http.py HttpClient attaches the Earthdata bearer token to every request of "
-    "every source built by service.sources.build_sources (one client for all), whatever the host "
-    "and scheme: an https-transport source such as CHIRPS (data.chc.ucsb.edu) receives it, over "
-    "plain http too; only redirects are checked against trusted_hosts",
-)
 def test_the_earthdata_token_is_never_sent_to_a_host_outside_nasa(
     database: Database, tmp_path: Path
 ) -> None:
