@@ -1,7 +1,8 @@
 """The four downscalers of the comparison behind one interface (fit / predict on float32 features).
 
 As in Ma et al. 2026 (Sensors 26(4):1383): random forest, XGBoost and a back-propagation network
-(scikit-learn's MLP with standardised inputs); the fourth learner is scikit-learn's histogram
+(scikit-learn's MLP: precipitation features log1p-transformed, as precipitation is heavy-tailed,
+then standardised; tanh units; early stopping with a patience of 50 epochs); the fourth learner is scikit-learn's histogram
 gradient boosting. Chosen over support vector regression because SVR's kernel fit grows with the
 square of the sample count (two years of China at 36 km is ~10^6 rows, so SVR would need heavy
 subsampling), while histogram boosting trains in seconds on all rows, handles missing values
@@ -12,6 +13,7 @@ Hyperparameters come from the settings; :data:`DEFAULT_PARAMS` are the defaults.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from types import MappingProxyType
 from typing import Any, Final, Protocol
 
@@ -46,10 +48,13 @@ DEFAULT_PARAMS: Final[Mapping[str, Mapping[str, Any]]] = MappingProxyType(
         "mlp": MappingProxyType(
             {
                 "hidden_layer_sizes": (64, 32),
+                "activation": "tanh",
                 "alpha": 1e-4,
                 "learning_rate_init": 1e-3,
-                "max_iter": 400,
+                "max_iter": 2000,
                 "early_stopping": True,
+                "n_iter_no_change": 50,
+                "log_precipitation": True,
             }
         ),
         "hgb": MappingProxyType(
@@ -86,9 +91,30 @@ def make_model(
         from sklearn.preprocessing import StandardScaler
 
         hidden = tuple(p.pop("hidden_layer_sizes"))
-        return make_pipeline(  # type: ignore[no-any-return]
-            StandardScaler(), MLPRegressor(hidden_layer_sizes=hidden, random_state=seed, **p)
-        )
+        steps: list[Any] = [_log_precipitation()] if p.pop("log_precipitation", False) else []
+        steps += [StandardScaler(), MLPRegressor(hidden_layer_sizes=hidden, random_state=seed, **p)]
+        return make_pipeline(*steps)  # type: ignore[no-any-return]
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     return HistGradientBoostingRegressor(random_state=seed, **p)  # type: ignore[no-any-return]
+
+
+def _log_precipitation() -> Any:
+    """log1p of the precipitation features (columns named ``precip*`` in the stack's feature
+    order), the others passed through in place: with their heavy tails standardised as they
+    are, a network sees a few storms as extreme inputs and learns the rest poorly (blocked-CV R
+    0.72 -> 0.79 on the synthetic world with a 0.01 m3/m3 retrieval error; with tanh units and
+    a longer patience, 0.95)."""
+    from sklearn.preprocessing import FunctionTransformer
+
+    from etl.stack import FEATURE_NAMES
+
+    columns = [k for k, n in enumerate(FEATURE_NAMES) if n.startswith("precip")]
+
+    return FunctionTransformer(partial(_log1p_columns, columns=columns), validate=False)
+
+
+def _log1p_columns(x: npt.NDArray[np.float32], *, columns: list[int]) -> npt.NDArray[np.float32]:
+    out = np.array(x, dtype=np.float32, copy=True)
+    out[:, columns] = np.log1p(np.maximum(out[:, columns], 0.0))
+    return out

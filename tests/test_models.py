@@ -216,3 +216,21 @@ def test_truth_is_better_matched_than_by_the_coarse_field_alone(
     rmse_ds = np.sqrt(np.mean((out.soil_moisture[ok] - truth[ok]) ** 2))
     rmse_flat = np.sqrt(np.mean((flat[ok] - truth[ok]) ** 2))
     assert rmse_ds < rmse_flat
+
+
+def test_the_network_sees_precipitation_through_log1p_and_the_rest_unchanged() -> None:
+    from etl.stack import FEATURE_NAMES
+    from models.learners import make_model
+
+    pipeline = make_model("mlp", seed=0, n_jobs=1)
+    transform = pipeline.steps[0][1]  # type: ignore[attr-defined]
+    x = np.arange(3 * len(FEATURE_NAMES), dtype=np.float32).reshape(3, -1)
+    out = transform.fit_transform(x)
+    precip = [k for k, n in enumerate(FEATURE_NAMES) if n.startswith("precip")]
+    assert precip and len(precip) == 3
+    others = [k for k in range(len(FEATURE_NAMES)) if k not in precip]
+    np.testing.assert_array_equal(out[:, others], x[:, others])
+    np.testing.assert_allclose(out[:, precip], np.log1p(x[:, precip]), rtol=1e-6)
+    assert make_model("mlp", {"log_precipitation": False}, seed=0, n_jobs=1).steps[0][0] == (  # type: ignore[attr-defined]
+        "standardscaler"
+    )
