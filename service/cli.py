@@ -116,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--days", type=int, default=120, help="number of days (default 120)")
     gen.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     gen.add_argument(
+        "--retrieval-noise",
+        type=float,
+        metavar="M3M3",
+        help="random error of the 36 km SMAP retrieval in m3/m3 (default 0.035, see "
+        "etl/synthetic/config.py): how predictable the retrieval is for the models",
+    )
+    gen.add_argument(
         "--replace", action="store_true", help="delete what is in the output directory first"
     )
     gen.set_defaults(handler=cmd_synth_generate)
@@ -422,24 +429,35 @@ def cmd_db_psql(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_synth_generate(args: argparse.Namespace, settings: Settings) -> int:
     from etl.synthetic import GENERATOR_VERSION, generate
+    from etl.synthetic.config import SyntheticConfig
 
     if args.days < 1:
         raise ConfigError(f"--days must be at least 1, got {args.days}")
     out: Path = args.out or settings.synthetic_dir or settings.data_dir / "synthetic"
     domain = get_domain(args.domain or settings.domain)
+    config = (
+        SyntheticConfig()
+        if args.retrieval_noise is None
+        else SyntheticConfig(noise_sd_36km=args.retrieval_noise)
+    )
     wanted = {
         "generator_version": GENERATOR_VERSION,
         "seed": args.seed,
         "days": args.days,
         "start": args.start.isoformat(),
         "domain": domain.name,
+        "noise_sd_36km": config.noise_sd_36km,
     }
     manifest = out / "manifest.json"
     if manifest.is_file():
         doc = json.loads(manifest.read_text())
-        have = {**{k: doc.get(k) for k in wanted}, "domain": doc.get("domain", {}).get("name")}
+        have = {
+            **{k: doc.get(k) for k in wanted},
+            "domain": doc.get("domain", {}).get("name"),
+            "noise_sd_36km": doc.get("config", {}).get("noise_sd_36km"),
+        }
         if have == wanted:
-            print(f"synthetic world already in {out} (same generator, seed, days and domain)")
+            print(f"synthetic world already in {out} (same generator, seed, days, domain, noise)")
             return 0
         if not args.replace:
             raise ConfigError(
@@ -450,7 +468,9 @@ def cmd_synth_generate(args: argparse.Namespace, settings: Settings) -> int:
         if not args.replace:
             raise ConfigError(f"{out} is not empty; use --replace to delete it first")
         shutil.rmtree(out)
-    manifest = generate(out, domain=domain, start=args.start, days=args.days, seed=args.seed)
+    manifest = generate(
+        out, domain=domain, start=args.start, days=args.days, seed=args.seed, config=config
+    )
     files = json.loads(manifest.read_text()).get("files", [])
     total = sum(int(f.get("bytes", 0)) for f in files)
     print(f"synthetic world: {len(files)} files, {total / 1e6:.1f} MB in {out}")

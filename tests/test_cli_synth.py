@@ -35,3 +35,16 @@ def test_bad_arguments_are_named() -> None:
     assert result.returncode == 2 and "--days must be at least 1" in result.stderr
     result = smapds("synth", "generate", "--domain", "atlantis")
     assert result.returncode == 1 and "unknown domain 'atlantis'" in result.stderr
+
+
+def test_a_world_with_another_retrieval_noise_is_another_world(tmp_path: Path) -> None:
+    out = tmp_path / "world"
+    args = ("synth", "generate", "--out", str(out), "--domain", "demo", "--days", "1")
+    quiet = smapds(*args, "--retrieval-noise", "0.01")
+    assert quiet.returncode == 0, quiet.stderr
+    assert json.loads((out / "manifest.json").read_text())["config"]["noise_sd_36km"] == 0.01
+    assert "already in" in smapds(*args, "--retrieval-noise", "0.01").stdout
+    default = smapds(*args)  # the default noise is not the world that is there
+    assert default.returncode == 2 and "--replace" in default.stderr
+    negative = smapds(*args, "--retrieval-noise", "-0.1", "--replace")
+    assert negative.returncode == 2 and "noise" in negative.stderr
