@@ -1,7 +1,9 @@
 """In situ ingestion: the functions behind ``smapds ingest ismn PATH...`` and ``smapds ingest csv``.
 
-Each file is parsed (``etl.insitu``) and written in one transaction of its own, so a bad file never
-costs the good ones anything; every file gets a :class:`FileSummary` and a row in
+Each file is parsed (``etl.insitu``) and written whole or not at all, and a bad file never costs the
+good ones anything: parsed files are written a group at a time in one transaction (fewer, larger
+``COPY`` statements), and when a group's transaction fails its files are written again one by one,
+each in a transaction of its own, so only the file at fault fails. Every file gets a :class:`FileSummary` and a row in
 ``smapds.ingest_files``, and its refused rows go to ``smapds.ingest_rejects`` with the reason.
 A file whose content (sha256) is unchanged since it was last loaded is skipped: loading everything
 again changes nothing.
@@ -19,9 +21,9 @@ A SKIPPED file never makes the exit code non-zero, even if its earlier load had 
 was rejected in this run, and its summary still shows the recorded counts.
 
 Speed: this thread reads and parses the files (numpy, see ``etl.insitu.tokens``) while ``workers``
-threads write the parsed ones, each in its own transaction with binary ``COPY`` (see
-``etl.insitu.load``), so parsing overlaps loading and the server works on several files at once.
-The commit of a file load does not wait for the disk flush (``load.relax_commit``). ``workers=2``
+threads write the parsed ones, a group of about ``GROUP_ROWS`` rows per transaction with binary
+``COPY`` (see ``etl.insitu.load``), so parsing overlaps loading and the server works on several
+groups at once. The commit of a group does not wait for the disk flush (``load.relax_commit``). ``workers=2``
 suits a 2-core machine; ``scripts/bench_ingest.py`` measures the loader against a plain ``COPY``.
 """
 
@@ -70,6 +72,10 @@ FAILED: Final = "FAILED"
 SKIPPED: Final = "SKIPPED"
 _FINAL: Final = frozenset({OK, DEGRADED, QUARANTINED})  # outcomes that depend on the content only
 _REASONS_SHOWN: Final = 3
+GROUP_ROWS: Final = 50_000
+"""Rows of parsed data files written together in one transaction (the files are kept whole)."""
+GROUP_FILES: Final = 32
+"""At most this many files per group (small files: the bookkeeping per file dominates)."""
 T = TypeVar("T")
 
 
@@ -109,8 +115,7 @@ def ingest_ismn(
         order = {id(f): k for k, f in enumerate(sources.files)}
         data = [f for f in sources.files if f.kind is not Kind.STATIC or f.problem]
         static = [f for f in sources.files if f.kind is Kind.STATIC and not f.problem]
-        task = partial(_ismn_data_file, partitions=_Partitions())
-        done = _run(engine, data, read=sources.read, workers=workers, task=task)
+        done = _run(engine, data, read=sources.read, workers=workers, task=_ismn_data_file)
         done += _run(engine, static, read=sources.read, workers=1, task=_ismn_static_file)
     _refresh_cells(engine, dom)
     return [summary for _, summary in sorted(done, key=lambda d: order[id(d[0])])]
@@ -138,8 +143,7 @@ def ingest_csv(
         summaries.append(_one(engine, plain_file(stations), read=read, task=_csv_stations_file))
     if observations is not None:
         source = plain_file(observations)
-        task = partial(_csv_observations_file, partitions=_Partitions())
-        summaries.append(_one(engine, source, read=read, task=task))
+        summaries.append(_one(engine, source, read=read, task=_csv_observations_file))
     _refresh_cells(engine, dom)
     return summaries
 
@@ -175,42 +179,79 @@ class _Partitions:
 
 # -- running files --------------------------------------------------------------------------------
 
-Load = Callable[[], FileSummary]
-"""The database part of a data file's work, run by a loader thread."""
-Task = Callable[[Engine, SourceFile, Content], FileSummary | Load]
-"""A file's work: its summary, or (data files) its database part still to run."""
+
+@dataclass(frozen=True)
+class _Parsed:
+    """A data file read and parsed, its database part still to run."""
+
+    source: SourceFile
+    content: Content
+    parsed: ParsedObservations
+    started: float
+
+
+Task = Callable[[Engine, SourceFile, Content], FileSummary | ParsedObservations]
+"""A file's work up to its database part: its summary, or (data files) its parsed content."""
 Reader = Callable[[SourceFile], Content]
 
 
 def _run(
     engine: Engine, files: list[SourceFile], *, read: Reader, workers: int, task: Task
 ) -> list[tuple[SourceFile, FileSummary]]:
-    """Read and prepare each file in this thread (content, checks, parsing) and hand its database
-    part to one of ``workers`` threads, so the next files are parsed while earlier ones load."""
-    if workers <= 1:
-        return [(f, _one(engine, f, read=read, task=task)) for f in files]
+    """Read and prepare each file in this thread (content, checks, parsing) and hand the parsed
+    data files, in groups (``GROUP_ROWS``, ``GROUP_FILES``), to one of ``workers`` threads, so the
+    next files are parsed while earlier ones load."""
     out: list[tuple[SourceFile, FileSummary]] = []
-    pending: deque[tuple[SourceFile, Future[FileSummary]]] = deque()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
+    partitions = _Partitions()
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="ingest") if workers > 1 else None
+    pending: deque[tuple[list[_Parsed], Future[list[FileSummary]]]] = deque()
+    group: list[_Parsed] = []
+
+    def collect(files: list[_Parsed], summaries: list[FileSummary]) -> None:
+        out.extend(zip((f.source for f in files), summaries, strict=True))
+
+    def hand_over() -> None:
+        files = group.copy()
+        group.clear()
+        if pool is None:
+            collect(files, _load_group(engine, files, partitions))
+            return
+        pending.append((files, pool.submit(_load_group, engine, files, partitions)))
+        while len(pending) > 2 * workers:
+            done, future = pending.popleft()
+            collect(done, future.result())
+
+    try:
         for f in files:
             step = _prepare(engine, f, read=read, task=task)
             if isinstance(step, FileSummary):
                 out.append((f, step))
                 continue
-            pending.append((f, pool.submit(step)))
-            while len(pending) > 2 * workers:
-                done, future = pending.popleft()
-                out.append((done, future.result()))
-        out.extend((done, future.result()) for done, future in pending)
+            group.append(step)
+            if len(group) >= GROUP_FILES or sum(p.parsed.rows_read for p in group) >= GROUP_ROWS:
+                hand_over()
+        if group:
+            hand_over()
+        while pending:
+            done, future = pending.popleft()
+            collect(done, future.result())
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return out
 
 
 def _one(engine: Engine, source: SourceFile, *, read: Reader, task: Task) -> FileSummary:
     step = _prepare(engine, source, read=read, task=task)
-    return step if isinstance(step, FileSummary) else step()
+    if isinstance(step, FileSummary):
+        return step
+    [summary] = _load_group(engine, [step], _Partitions())
+    return summary
 
 
-def _prepare(engine: Engine, source: SourceFile, *, read: Reader, task: Task) -> FileSummary | Load:
+def _prepare(
+    engine: Engine, source: SourceFile, *, read: Reader, task: Task
+) -> FileSummary | _Parsed:
     """The file read and its task run up to its database part; the summary once it is done."""
     started = time.perf_counter()
     content = _read(engine, source, read)
@@ -219,7 +260,48 @@ def _prepare(engine: Engine, source: SourceFile, *, read: Reader, task: Task) ->
     step = _guarded(engine, source, content, partial(task, engine, source, content))
     if isinstance(step, FileSummary):
         return _logged(step, started)
-    return lambda: _logged(_guarded(engine, source, content, step), started)
+    return _Parsed(source, content, step, started)
+
+
+def _load_group(engine: Engine, group: list[_Parsed], partitions: _Partitions) -> list[FileSummary]:
+    """Write parsed data files in one transaction; when that fails, each in a transaction of its
+    own, so that one file's trouble (a database refusal, a conflict, a bug) costs the others
+    nothing and is reported with that file."""
+    if len(group) > 1:
+        try:
+            summaries = _write(engine, group, partitions)
+        except Exception as err:  # the files alone below say which one it was
+            log.warning(
+                "group of files failed, loading them one by one",
+                extra={"files": len(group), "error": _one_line(err)},
+            )
+        else:
+            return [_logged(s, p.started) for s, p in zip(summaries, group, strict=True)]
+    return [
+        _logged(
+            _guarded(engine, p.source, p.content, partial(_write_one, engine, p, partitions)),
+            p.started,
+        )
+        for p in group
+    ]
+
+
+def _write_one(engine: Engine, parsed: _Parsed, partitions: _Partitions) -> FileSummary:
+    [summary] = _write(engine, [parsed], partitions)
+    return summary
+
+
+def _write(engine: Engine, group: list[_Parsed], partitions: _Partitions) -> list[FileSummary]:
+    """Write parsed data files: partitions first (own transaction), then all the rest in one."""
+    ranges = [rows.time_range() for p in group for _, rows in p.parsed.blocks]
+    if ranges:
+        partitions.ensure(engine, first=min(r[0] for r in ranges), last=max(r[1] for r in ranges))
+    with engine.begin() as conn:
+        load.relax_commit(conn)
+        new_rows = load.NewRows(conn)
+        summaries = [_write_file(conn, p.source, p.content, p.parsed, new_rows) for p in group]
+        new_rows.flush()
+    return summaries
 
 
 def _read(engine: Engine, source: SourceFile, read: Reader) -> Content | FileSummary:
@@ -270,8 +352,8 @@ def _logged(summary: FileSummary, started: float) -> FileSummary:
 
 
 def _ismn_data_file(
-    engine: Engine, source: SourceFile, content: Content, *, partitions: _Partitions
-) -> FileSummary | Load:
+    engine: Engine, source: SourceFile, content: Content
+) -> FileSummary | ParsedObservations:
     skipped = _unchanged(engine, source, content)
     if skipped is not None:
         return skipped
@@ -285,12 +367,12 @@ def _ismn_data_file(
         parsed = parse_stm(content.data, name=source.name)
     except InputError as err:
         return _record_bad(engine, source, content, fmt, _named(source, err), QUARANTINED)
-    return partial(_load_observations, engine, source, content, parsed, partitions=partitions)
+    return parsed
 
 
 def _csv_observations_file(
-    engine: Engine, source: SourceFile, content: Content, *, partitions: _Partitions
-) -> FileSummary | Load:
+    engine: Engine, source: SourceFile, content: Content
+) -> FileSummary | ParsedObservations:
     skipped = _unchanged(engine, source, content)
     if skipped is not None:
         return skipped
@@ -298,61 +380,55 @@ def _csv_observations_file(
         parsed = parse_observations_csv(content.data, name=source.label)
     except InputError as err:
         return _record_bad(engine, source, content, Format.CSV_OBSERVATIONS, str(err), QUARANTINED)
-    return partial(_load_observations, engine, source, content, parsed, partitions=partitions)
+    return parsed
 
 
-def _load_observations(
-    engine: Engine,
+def _write_file(
+    conn: Connection,
     source: SourceFile,
     content: Content,
     parsed: ParsedObservations,
-    *,
-    partitions: _Partitions,
+    new_rows: load.NewRows,
 ) -> FileSummary:
-    """Write a parsed data file: partitions first (own transaction), then everything else in one."""
-    if parsed.blocks:
-        ranges = [rows.time_range() for _, rows in parsed.blocks]
-        partitions.ensure(engine, first=min(r[0] for r in ranges), last=max(r[1] for r in ranges))
-    with engine.begin() as conn:
-        load.relax_commit(conn)
-        known: dict[tuple[str, str], int] = {}
-        if parsed.station is not None:
-            station = parsed.station
-            known[(station.network, station.key)] = load.add_station(conn, station)
-        blocks: list[tuple[load.SensorRef, Rows]] = []
-        unknown: list[tuple[SeriesKey, Rows]] = []
-        physical, impossible = _physical(parsed.blocks)
-        for key, rows in physical:
-            station_id = known.get((key.network, key.station_key))
-            if station_id is None:
-                station_id = load.find_station(conn, network=key.network, name=key.station)
-            if station_id is None:
-                unknown.append((key, rows))
-            else:
-                sensor = load.add_sensor(conn, station_id=station_id, sensor=key.sensor)
-                blocks.append((sensor, rows))
-        rejects = list(parsed.rejects)
-        if impossible:
-            rejects = sorted(rejects + _range_rejects(impossible, content), key=lambda r: r.line_no)
-        if unknown:
-            rejects = sorted(
-                rejects + _unknown_station_rejects(unknown, content), key=lambda r: r.line_no
-            )
-        loaded = sum(len(rows) for _, rows in blocks)
-        status, error = _verdict(parsed.rows_read, loaded, rejects)
-        file_id = _record(
-            conn, source, content, parsed.format, parsed.rows_read, loaded, rejects, status, error
+    """Write a parsed data file in the caller's transaction (its new rows through ``new_rows``)."""
+    known: dict[tuple[str, str], int] = {}
+    if parsed.station is not None:
+        station = parsed.station
+        known[(station.network, station.key)] = load.add_station(conn, station)
+    blocks: list[tuple[load.SensorRef, Rows]] = []
+    unknown: list[tuple[SeriesKey, Rows]] = []
+    physical, impossible = _physical(parsed.blocks)
+    for key, rows in physical:
+        station_id = known.get((key.network, key.station_key))
+        if station_id is None:
+            station_id = load.find_station(conn, network=key.network, name=key.station)
+        if station_id is None:
+            unknown.append((key, rows))
+        else:
+            sensor = load.add_sensor(conn, station_id=station_id, sensor=key.sensor)
+            blocks.append((sensor, rows))
+    rejects = list(parsed.rejects)
+    if impossible:
+        rejects = sorted(rejects + _range_rejects(impossible, content), key=lambda r: r.line_no)
+    if unknown:
+        rejects = sorted(
+            rejects + _unknown_station_rejects(unknown, content), key=lambda r: r.line_no
         )
-        for sensor, rows in blocks:
-            load.write_rows(conn, sensor=sensor, file_id=file_id, rows=rows)
-        spans = [rows.time_range() for _, rows in blocks if len(rows)]
-        if spans:
-            load.record_time_span(
-                conn,
-                file_id=file_id,
-                first=min(a for a, _ in spans),
-                last=max(b for _, b in spans),
-            )
+    loaded = sum(len(rows) for _, rows in blocks)
+    status, error = _verdict(parsed.rows_read, loaded, rejects)
+    file_id = _record(
+        conn, source, content, parsed.format, parsed.rows_read, loaded, rejects, status, error
+    )
+    for sensor, rows in blocks:
+        load.write_rows(conn, sensor=sensor, file_id=file_id, rows=rows, new_rows=new_rows)
+    spans = [rows.time_range() for _, rows in blocks if len(rows)]
+    if spans:
+        load.record_time_span(
+            conn,
+            file_id=file_id,
+            first=min(a for a, _ in spans),
+            last=max(b for _, b in spans),
+        )
     return FileSummary(
         source.label, parsed.format, parsed.rows_read, loaded, len(rejects), status, error
     )

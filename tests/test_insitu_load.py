@@ -437,3 +437,52 @@ def test_a_database_refusal_fails_each_file_with_its_reason_and_exit_code_2(
     [summary] = summaries
     assert summary.status == "FAILED" and exit_code(summaries) == 2
     assert "permission denied" in (summary.error or "")
+
+
+def test_a_file_the_database_refuses_fails_alone_and_the_rest_of_its_group_loads(
+    writer: Engine, admin: Engine, clean: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Small files are written a group per transaction; a refusal of one file by the database (a
+    constraint a DBA added) rolls the group back and its files are written again one by one."""
+    folder = tmp_path / "NET"
+    for k in (1, 2, 3):
+        header = (
+            f"NET        NET             CST_0{k}             45.00000    1{k}.00000  100.00"
+            "    0.05    0.05 ThetaProbe-ML2X"
+        )
+        lines = [f"2021/0{m}/0{d} 06:00   0.{k}{m}{d}0 G M" for m in (1, 2) for d in (1, 2)]
+        _write(
+            folder / f"CST_0{k}" / f"NET_NET_CST-0{k}_sm_0.050000_0.050000_ThetaProbe-ML2X_"
+            "20210101_20210202.stm",
+            "\r\n".join([header, *lines]) + "\r\n",
+        )
+    with admin.begin() as conn:
+        conn.execute(
+            sa.text(
+                "ALTER TABLE smapds.stations ADD CONSTRAINT test_refused "
+                "CHECK (station <> 'CST_02')"
+            )
+        )
+    try:
+        summaries = ingest_ismn(writer, [folder], domain="demo")
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE smapds.stations DROP CONSTRAINT test_refused"))
+    assert [(s.path.split("_sm_")[0][-6:], s.status, s.rows_loaded) for s in summaries] == [
+        ("CST-01", "OK", 4),
+        ("CST-02", "FAILED", 0),
+        ("CST-03", "OK", 4),
+    ]
+    assert "test_refused" in (summaries[1].error or "") and exit_code(summaries) == 2
+    assert any(r.msg == "group of files failed, loading them one by one" for r in caplog.records)
+    with admin.connect() as conn:
+        stored = conn.execute(
+            sa.text(
+                "SELECT s.station, count(*) FROM smapds.observations o "
+                "JOIN smapds.sensors USING (sensor_id) JOIN smapds.stations s USING (station_id) "
+                "GROUP BY 1 ORDER BY 1"
+            )
+        ).all()
+    assert [tuple(r) for r in stored] == [("CST_01", 4), ("CST_03", 4)]
+    again = ingest_ismn(writer, [folder], domain="demo")
+    assert [s.status for s in again] == ["SKIPPED", "OK", "SKIPPED"]

@@ -395,28 +395,79 @@ def put_attributes(conn: Connection, *, station_id: int, attributes: Iterable[At
     return changed
 
 
-def write_rows(conn: Connection, *, sensor: SensorRef, file_id: int, rows: Rows) -> None:
+def write_rows(
+    conn: Connection,
+    *,
+    sensor: SensorRef,
+    file_id: int,
+    rows: Rows,
+    new_rows: NewRows | None = None,
+) -> None:
     """Write one sensor's rows; the monthly partitions must exist.
 
     New data (a sensor created in this transaction, or one with no observation in the rows' time
-    range) is copied straight into the partitions; otherwise the rows are copied into a staging
-    table and upserted, changing only rows whose value or flags differ. A per-sensor advisory lock
-    keeps the check valid until commit.
+    range) goes straight into the partitions: through ``new_rows`` when given (copied with other
+    files' new rows when it is flushed, before the transaction ends), else at once. Otherwise the
+    rows are copied into a staging table and upserted, changing only rows whose value or flags
+    differ. A per-sensor advisory lock keeps the check valid until commit.
     """
     if not len(rows):
         return
+    if new_rows is not None and sensor.sensor_id in new_rows:
+        new_rows.flush()  # the sensor's rows collected so far must be in the table for the check
     rows = rows.sorted_by_time()
     records = copy_records(
         rows, sensor_id=sensor.sensor_id, file_id=file_id, encoding=_encoding(conn)
     )
     if sensor.created or not _has_rows(conn, sensor.sensor_id, rows.times[0], rows.times[-1]):
-        for month, first, end in month_slices(rows.times):
-            _copy(conn, _COPY_BINARY.format(partition_of(month)), records.stream(first, end))
+        batch = NewRows(conn) if new_rows is None else new_rows
+        batch.add(sensor.sensor_id, records, month_slices(rows.times))
+        if new_rows is None:
+            batch.flush()
         return
     conn.execute(_sql(_CREATE_STAGE))
     conn.execute(_sql("TRUNCATE insitu_stage_rows"))
     _copy(conn, _COPY_BINARY.format("insitu_stage_rows"), records.stream(0, len(rows)))
     conn.execute(_sql(_UPSERT))
+
+
+class NewRows:
+    """New observation rows of several sensors (and files) of one transaction, copied into their
+    monthly partitions together: one ``COPY`` per month for all of them instead of one per sensor
+    and month, which roughly halves the server's CPU per row for files of a year of hourly data
+    (COPY has a cost per statement that a few hundred rows do not amortise).
+
+    Rows are held until :meth:`flush`, which the owner calls before its transaction commits;
+    :meth:`add` flushes by itself past ``flush_rows`` rows, so memory stays bounded.
+    """
+
+    def __init__(self, conn: Connection, *, flush_rows: int = 250_000) -> None:
+        self._conn = conn
+        self._flush_rows = flush_rows
+        self._held: dict[str, list[memoryview]] = {}
+        self._sensors: set[int] = set()
+        self._rows = 0
+
+    def __contains__(self, sensor_id: object) -> bool:
+        return sensor_id in self._sensors
+
+    def add(self, sensor_id: int, records: CopyRecords, slices: list[tuple[str, int, int]]) -> None:
+        """Hold the rows of one sensor (``slices`` as :func:`month_slices` gives)."""
+        for month, first, end in slices:
+            self._held.setdefault(month, []).append(records.body(first, end))
+        self._sensors.add(sensor_id)
+        self._rows += len(records.ends)
+        if self._rows >= self._flush_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        """Copy the rows held into their partitions (in month order) and forget them."""
+        for month in sorted(self._held):
+            stream = b"".join((_COPY_HEADER, *self._held[month], _COPY_TRAILER))
+            _copy(self._conn, _COPY_BINARY.format(partition_of(month)), stream)
+        self._held.clear()
+        self._sensors.clear()
+        self._rows = 0
 
 
 def _has_rows(conn: Connection, sensor_id: int, first: np.datetime64, last: np.datetime64) -> bool:
@@ -444,11 +495,14 @@ class CopyRecords:
     data: NDArray[np.uint8]
     ends: NDArray[np.int64]
 
+    def body(self, first: int, end: int) -> memoryview:
+        """The tuples of rows ``first`` to ``end - 1``, without the stream's header and trailer."""
+        start = int(self.ends[first - 1]) if first else 0
+        return self.data[start : int(self.ends[end - 1])].data
+
     def stream(self, first: int, end: int) -> bytes:
         """A complete binary ``COPY`` stream of rows ``first`` to ``end - 1``."""
-        start = int(self.ends[first - 1]) if first else 0
-        body = self.data[start : int(self.ends[end - 1])].data
-        return b"".join((_COPY_HEADER, body, _COPY_TRAILER))
+        return b"".join((_COPY_HEADER, self.body(first, end), _COPY_TRAILER))
 
 
 def copy_records(rows: Rows, *, sensor_id: int, file_id: int, encoding: str) -> CopyRecords:
