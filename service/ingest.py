@@ -74,7 +74,7 @@ _FINAL: Final = frozenset({OK, DEGRADED, QUARANTINED})  # outcomes that depend o
 _REASONS_SHOWN: Final = 3
 GROUP_ROWS: Final = 50_000
 """Rows of parsed data files written together in one transaction (the files are kept whole)."""
-GROUP_FILES: Final = 32
+GROUP_FILES: Final = 8
 """At most this many files per group (small files: the bookkeeping per file dominates)."""
 T = TypeVar("T")
 
