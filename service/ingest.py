@@ -202,6 +202,7 @@ def _run(
     data files, in groups (``GROUP_ROWS``, ``GROUP_FILES``), to one of ``workers`` threads, so the
     next files are parsed while earlier ones load."""
     out: list[tuple[SourceFile, FileSummary]] = []
+    recorded = _recorded(engine, files)
     partitions = _Partitions()
     pool = ThreadPoolExecutor(workers, thread_name_prefix="ingest") if workers > 1 else None
     pending: deque[tuple[list[_Parsed], Future[list[FileSummary]]]] = deque()
@@ -223,7 +224,7 @@ def _run(
 
     try:
         for f in files:
-            step = _prepare(engine, f, read=read, task=task)
+            step = _prepare(engine, f, read=read, task=task, recorded=recorded)
             if isinstance(step, FileSummary):
                 out.append((f, step))
                 continue
@@ -242,7 +243,7 @@ def _run(
 
 
 def _one(engine: Engine, source: SourceFile, *, read: Reader, task: Task) -> FileSummary:
-    step = _prepare(engine, source, read=read, task=task)
+    step = _prepare(engine, source, read=read, task=task, recorded=_recorded(engine, [source]))
     if isinstance(step, FileSummary):
         return step
     [summary] = _load_group(engine, [step], _Partitions())
@@ -250,13 +251,22 @@ def _one(engine: Engine, source: SourceFile, *, read: Reader, task: Task) -> Fil
 
 
 def _prepare(
-    engine: Engine, source: SourceFile, *, read: Reader, task: Task
+    engine: Engine,
+    source: SourceFile,
+    *,
+    read: Reader,
+    task: Task,
+    recorded: dict[tuple[str, str], load.RecordedFile],
 ) -> FileSummary | _Parsed:
-    """The file read and its task run up to its database part; the summary once it is done."""
+    """The file read and its task run up to its database part; the summary once it is done
+    (SKIPPED at once when ``recorded`` says this exact content was loaded from this path)."""
     started = time.perf_counter()
     content = _read(engine, source, read)
     if isinstance(content, FileSummary):
         return content
+    skipped = _unchanged(source, content, recorded.get((str(source.path), source.member)))
+    if skipped is not None:
+        return skipped
     step = _guarded(engine, source, content, partial(task, engine, source, content))
     if isinstance(step, FileSummary):
         return _logged(step, started)
@@ -354,9 +364,6 @@ def _logged(summary: FileSummary, started: float) -> FileSummary:
 def _ismn_data_file(
     engine: Engine, source: SourceFile, content: Content
 ) -> FileSummary | ParsedObservations:
-    skipped = _unchanged(engine, source, content)
-    if skipped is not None:
-        return skipped
     try:
         fmt = detect_format(content.data)
     except InputError as err:
@@ -373,9 +380,6 @@ def _ismn_data_file(
 def _csv_observations_file(
     engine: Engine, source: SourceFile, content: Content
 ) -> FileSummary | ParsedObservations:
-    skipped = _unchanged(engine, source, content)
-    if skipped is not None:
-        return skipped
     try:
         parsed = parse_observations_csv(content.data, name=source.label)
     except InputError as err:
@@ -416,28 +420,27 @@ def _write_file(
         )
     loaded = sum(len(rows) for _, rows in blocks)
     status, error = _verdict(parsed.rows_read, loaded, rejects)
+    spans = [rows.time_range() for _, rows in blocks if len(rows)]
     file_id = _record(
-        conn, source, content, parsed.format, parsed.rows_read, loaded, rejects, status, error
+        conn,
+        source,
+        content,
+        parsed.format,
+        parsed.rows_read,
+        loaded,
+        rejects,
+        status,
+        error,
+        span=(min(a for a, _ in spans), max(b for _, b in spans)) if spans else None,
     )
     for sensor, rows in blocks:
         load.write_rows(conn, sensor=sensor, file_id=file_id, rows=rows, new_rows=new_rows)
-    spans = [rows.time_range() for _, rows in blocks if len(rows)]
-    if spans:
-        load.record_time_span(
-            conn,
-            file_id=file_id,
-            first=min(a for a, _ in spans),
-            last=max(b for _, b in spans),
-        )
     return FileSummary(
         source.label, parsed.format, parsed.rows_read, loaded, len(rejects), status, error
     )
 
 
 def _ismn_static_file(engine: Engine, source: SourceFile, content: Content) -> FileSummary:
-    skipped = _unchanged(engine, source, content)
-    if skipped is not None:
-        return skipped
     fmt = Format.ISMN_STATIC
     try:
         parsed = parse_static_variables(content.data, name=source.name)
@@ -467,9 +470,6 @@ def _ismn_static_file(engine: Engine, source: SourceFile, content: Content) -> F
 
 
 def _csv_stations_file(engine: Engine, source: SourceFile, content: Content) -> FileSummary:
-    skipped = _unchanged(engine, source, content)
-    if skipped is not None:
-        return skipped
     fmt = Format.CSV_STATIONS
     try:
         parsed = parse_stations_csv(content.data, name=source.label)
@@ -490,10 +490,24 @@ def _csv_stations_file(engine: Engine, source: SourceFile, content: Content) -> 
 # -- helpers ----------------------------------------------------------------------------------------
 
 
-def _unchanged(engine: Engine, source: SourceFile, content: Content) -> FileSummary | None:
+def _recorded(
+    engine: Engine, files: Sequence[SourceFile]
+) -> dict[tuple[str, str], load.RecordedFile]:
+    """What ``ingest_files`` holds about the files, read once before they are loaded; nothing when
+    the database cannot say (each file's own load then fails with the reason, or loads again:
+    loading is idempotent)."""
+    try:
+        with engine.connect() as conn:
+            return load.recorded_files(conn, sorted({str(f.path) for f in files}))
+    except SQLAlchemyError as err:
+        log.warning("cannot read the files already loaded", extra={"error": _one_line(err)})
+        return {}
+
+
+def _unchanged(
+    source: SourceFile, content: Content, prev: load.RecordedFile | None
+) -> FileSummary | None:
     """The SKIPPED summary when this exact content was already loaded from this path."""
-    with engine.connect() as conn:
-        prev = load.recorded_file(conn, path=str(source.path), member=source.member)
     if prev is None or prev.sha256 != content.sha256 or prev.status not in _FINAL:
         return None
     note = f"unchanged since its {prev.status} load" + (f": {prev.error}" if prev.error else "")
@@ -518,9 +532,11 @@ def _record(
     rejects: Sequence[Reject],
     status: str,
     error: str | None,
+    span: tuple[np.datetime64, np.datetime64] | None = None,
 ) -> int:
-    """The file's ingest_files row and its rejects (replacing an earlier version's)."""
-    file_id = load.record_file(
+    """The file's ingest_files row (with the ``span`` of the times loaded from it) and its
+    rejects (replacing an earlier version's)."""
+    recorded = load.record_file(
         conn,
         path=str(source.path),
         member=source.member,
@@ -532,9 +548,10 @@ def _record(
         rows_rejected=len(rejects),
         status=status,
         error=error,
+        span=span,
     )
-    load.replace_rejects(conn, file_id=file_id, rejects=rejects)
-    return file_id
+    load.replace_rejects(conn, recorded, rejects=rejects)
+    return recorded.file_id
 
 
 def _record_bad(

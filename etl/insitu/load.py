@@ -121,15 +121,33 @@ def relax_commit(conn: Connection) -> None:
     conn.execute(_sql("SET LOCAL synchronous_commit = off"))
 
 
-def recorded_file(conn: Connection, *, path: str, member: str) -> RecordedFile | None:
-    row = conn.execute(
+def recorded_files(conn: Connection, paths: list[str]) -> dict[tuple[str, str], RecordedFile]:
+    """What ``ingest_files`` holds about the files (archive members included) at ``paths``, by
+    (path, member)."""
+    rows = conn.execute(
         _sql("""
-        SELECT file_id, sha256, format, status, rows_read, rows_loaded, rows_rejected, error
-          FROM smapds.ingest_files WHERE path = :path AND member = :member
+        SELECT path, member, file_id, sha256, format, status, rows_read, rows_loaded,
+               rows_rejected, error
+          FROM smapds.ingest_files WHERE path = ANY(:paths)
     """),
-        {"path": path, "member": member},
-    ).first()
-    return None if row is None else RecordedFile(**row._mapping)
+        {"paths": paths},
+    ).all()
+    return {
+        (r.path, r.member): RecordedFile(
+            **{k: v for k, v in r._mapping.items() if k not in ("path", "member")}
+        )
+        for r in rows
+    }
+
+
+@dataclass(frozen=True)
+class FileRow:
+    """A file's ``ingest_files`` row as :func:`record_file` left it."""
+
+    file_id: int
+    """Stable across reloads of a path."""
+    inserted: bool
+    """Whether the row is new: the file had never been recorded, so it has no rejects yet."""
 
 
 def record_file(
@@ -145,27 +163,37 @@ def record_file(
     rows_rejected: int,
     status: str,
     error: str | None,
-) -> int:
-    """Insert or update the file's row (untouched when the outcome is the same as recorded);
-    returns its file_id, stable across reloads of a path."""
-    file_id = conn.execute(
+    span: tuple[np.datetime64, np.datetime64] | None = None,
+) -> FileRow:
+    """Insert or update the file's row (untouched when the outcome is the same as recorded).
+
+    ``span`` is the (first, last) observation time loaded from the file; without one the row keeps
+    the span it has (the rows an earlier version of the file brought stay in the table).
+    """
+    first, last = (None, None) if span is None else (_utc(span[0]), _utc(span[1]))
+    # xmax is 0 on a row this statement inserted, and set on one it updated
+    row = conn.execute(
         _sql("""
         INSERT INTO smapds.ingest_files AS f
             (path, member, sha256, size_bytes, format, rows_read, rows_loaded, rows_rejected,
-             status, error)
+             status, error, first_time, last_time)
         VALUES (:path, :member, :sha256, :size, :format, :read, :loaded, :rejected, :status,
-                :error)
+                :error, :first, :last)
         ON CONFLICT (path, member) DO UPDATE SET
             sha256 = EXCLUDED.sha256, size_bytes = EXCLUDED.size_bytes, format = EXCLUDED.format,
             rows_read = EXCLUDED.rows_read, rows_loaded = EXCLUDED.rows_loaded,
             rows_rejected = EXCLUDED.rows_rejected, status = EXCLUDED.status,
-            error = EXCLUDED.error, loaded_at = now(), collocated_at = NULL
+            error = EXCLUDED.error, loaded_at = now(), collocated_at = NULL,
+            first_time = coalesce(EXCLUDED.first_time, f.first_time),
+            last_time = coalesce(EXCLUDED.last_time, f.last_time)
         WHERE (f.sha256, f.size_bytes, f.format, f.rows_read, f.rows_loaded, f.rows_rejected,
-               f.status, f.error)
+               f.status, f.error, f.first_time, f.last_time)
               IS DISTINCT FROM (EXCLUDED.sha256, EXCLUDED.size_bytes, EXCLUDED.format,
                                 EXCLUDED.rows_read, EXCLUDED.rows_loaded, EXCLUDED.rows_rejected,
-                                EXCLUDED.status, EXCLUDED.error)
-        RETURNING file_id
+                                EXCLUDED.status, EXCLUDED.error,
+                                coalesce(EXCLUDED.first_time, f.first_time),
+                                coalesce(EXCLUDED.last_time, f.last_time))
+        RETURNING file_id, xmax = 0 AS inserted
     """),
         {
             "path": path,
@@ -178,27 +206,17 @@ def record_file(
             "rejected": rows_rejected,
             "status": status,
             "error": error,
+            "first": first,
+            "last": last,
         },
-    ).scalar()
-    if file_id is None:  # the same outcome as recorded: the row is left as it was
-        file_id = conn.execute(
-            _sql("SELECT file_id FROM smapds.ingest_files WHERE path = :p AND member = :m"),
-            {"p": path, "m": member},
-        ).scalar_one()
-    return int(file_id)
-
-
-def record_time_span(
-    conn: Connection, *, file_id: int, first: np.datetime64, last: np.datetime64
-) -> None:
-    """The span of the observation times a file brought (ingest_files.first_time/last_time)."""
-    conn.execute(
-        _sql("""
-        UPDATE smapds.ingest_files SET first_time = :a, last_time = :b
-         WHERE file_id = :f AND (first_time, last_time) IS DISTINCT FROM (:a, :b)
-    """),
-        {"f": file_id, "a": _utc(first), "b": _utc(last)},
-    )
+    ).first()
+    if row is not None:
+        return FileRow(int(row.file_id), bool(row.inserted))
+    file_id = conn.execute(  # the same outcome as recorded: the row is left as it was
+        _sql("SELECT file_id FROM smapds.ingest_files WHERE path = :p AND member = :m"),
+        {"p": path, "m": member},
+    ).scalar_one()
+    return FileRow(int(file_id), inserted=False)
 
 
 def _utc(t: np.datetime64) -> datetime:
@@ -206,9 +224,11 @@ def _utc(t: np.datetime64) -> datetime:
     return moment.replace(tzinfo=UTC)
 
 
-def replace_rejects(conn: Connection, *, file_id: int, rejects: Iterable[Reject]) -> None:
+def replace_rejects(conn: Connection, recorded: FileRow, *, rejects: Iterable[Reject]) -> None:
     """The file's rejected rows, replacing those of an earlier version of the file."""
-    conn.execute(_sql("DELETE FROM smapds.ingest_rejects WHERE file_id = :f"), {"f": file_id})
+    file_id = recorded.file_id
+    if not recorded.inserted:
+        conn.execute(_sql("DELETE FROM smapds.ingest_rejects WHERE file_id = :f"), {"f": file_id})
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     for r in rejects:
