@@ -8,11 +8,14 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from etl.insitu import load
+from etl.insitu.model import Labels, Rows
 from service.db import Database
 from service.ingest import FileSummary, exit_code, ingest_ismn
 
@@ -486,3 +489,71 @@ def test_a_file_the_database_refuses_fails_alone_and_the_rest_of_its_group_loads
     assert [tuple(r) for r in stored] == [("CST_01", 4), ("CST_03", 4)]
     again = ingest_ismn(writer, [folder], domain="demo")
     assert [s.status for s in again] == ["SKIPPED", "OK", "SKIPPED"]
+
+
+def test_two_files_of_one_sensor_in_one_group_give_what_loading_them_apart_gives(
+    writer: Engine, admin: Engine, clean: None, tmp_path: Path
+) -> None:
+    """The second file's rows overlap the first's, whose rows are held for the group's COPY: they
+    are written first, so the second file updates the times both have (the later file wins)."""
+    header = (
+        "NET        NET             CST_01             45.00000    10.00000  100.00"
+        "    0.05    0.05 ThetaProbe-ML2X"
+    )
+    name = "NET_NET_CST-01_sm_0.050000_0.050000_ThetaProbe-ML2X_{}.stm"
+    first = [f"2021/01/0{d} 06:00   0.1000 G M" for d in (1, 2, 3, 4)]
+    second = [f"2021/{m}/0{d} 06:00   0.2000 G" for m, d in (("01", 3), ("01", 4), ("02", 1))]
+    _write(tmp_path / "both" / name.format("20210101_20210104"), "\n".join([header, *first]))
+    _write(tmp_path / "both" / name.format("20210103_20210201"), "\n".join([header, *second]))
+    query = sa.text(
+        "SELECT to_char(time, 'MM-DD'), value, provider_flag FROM smapds.observations ORDER BY time"
+    )
+    together = ingest_ismn(writer, [tmp_path / "both"], domain="demo")
+    with admin.connect() as conn:
+        rows = [tuple(r) for r in conn.execute(query)]
+    assert [(s.status, s.rows_loaded) for s in together] == [("OK", 4), ("OK", 3)]
+    assert rows == [
+        ("01-01", 0.1, "M"),
+        ("01-02", 0.1, "M"),
+        ("01-03", 0.2, None),
+        ("01-04", 0.2, None),
+        ("02-01", 0.2, None),
+    ]
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"TRUNCATE {', '.join('smapds.' + t for t in TABLES)} CASCADE"))
+    for path in sorted((tmp_path / "both").iterdir()):
+        ingest_ismn(writer, [path], domain="demo")
+    with admin.connect() as conn:
+        assert [tuple(r) for r in conn.execute(query)] == rows
+
+
+def test_new_rows_held_for_a_group_are_copied_once_they_pass_the_bound(
+    admin: Engine, clean: None
+) -> None:
+    """Memory stays bounded however big a file is: past ``flush_rows`` the held rows are copied
+    (in the caller's transaction) and forgotten."""
+    times = np.arange("2021-01-31T22", "2021-02-01T03", dtype="datetime64[h]").astype(
+        "datetime64[us]"
+    )
+    rows = Rows(
+        times=times,
+        values=np.linspace(0.1, 0.5, len(times)),
+        quality_flags=Labels.of(["G"] * len(times)),
+        provider_flags=Labels.of([""] * len(times)),
+        line_nos=np.arange(1, len(times) + 1),
+    )
+    count = sa.text("SELECT count(*) FROM smapds.observations")
+    with admin.begin() as conn:
+        load.ensure_partitions(conn, first=times[0], last=times[-1])
+        held = load.NewRows(conn, flush_rows=8)
+
+        def add(sensor_id: int) -> None:
+            records = load.copy_records(rows, sensor_id=sensor_id, file_id=1, encoding="utf-8")
+            held.add(sensor_id, records, load.month_slices(rows.times))
+
+        add(1)  # 5 rows over two months: held
+        assert 1 in held and conn.execute(count).scalar_one() == 0
+        add(2)  # 10 rows: past the bound, copied
+        assert 1 not in held and 2 not in held and conn.execute(count).scalar_one() == 10
+        held.flush()  # nothing held: no COPY
+        assert conn.execute(count).scalar_one() == 10
