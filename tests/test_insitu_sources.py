@@ -54,6 +54,15 @@ def test_a_flat_folder_and_a_zip_inside_a_folder_are_found(tmp_path: Path) -> No
     ]
 
 
+def test_a_file_named_twice_is_listed_once(tmp_path: Path) -> None:
+    data = tmp_path / "a_a_s_sm_0.05_0.05_x_20200101_20200101.stm"
+    data.write_bytes(b"x")
+    archive = _zip(tmp_path / "more.zip", {"N/S/b_b_s_static_variables.csv": b"y"})
+    with Sources([data, tmp_path, archive, tmp_path / "." / data.name], limits=ReadLimits()) as s:
+        found = [(f.name, bool(f.member)) for f in s.files]
+    assert found == [(data.name, False), ("b_b_s_static_variables.csv", True)]
+
+
 @pytest.mark.parametrize(
     ("member", "message"),
     [

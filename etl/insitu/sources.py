@@ -129,16 +129,20 @@ class Sources:
     """The files found under some paths; a context manager that keeps the zip archives open.
 
     ``files`` lists data files, static files and refused entries, in a stable order (by path,
-    then member). Archives that cannot be opened appear as one refused ``ARCHIVE`` entry.
+    then member), each once. Archives that cannot be opened appear as one refused ``ARCHIVE`` entry.
     """
 
     def __init__(self, paths: Iterable[Path], *, limits: ReadLimits) -> None:
         self.limits = limits
         self._archives: dict[Path, zipfile.ZipFile] = {}
         self.files: list[SourceFile] = []
+        seen: set[tuple[Path, str]] = set()
         try:
-            for path in paths:
-                self.files.extend(self._scan(Path(path).absolute()))
+            for path in paths:  # a file named twice (say a folder and a file in it) is listed once
+                for f in self._scan(Path(path).absolute()):
+                    if (f.path, f.member) not in seen:
+                        seen.add((f.path, f.member))
+                        self.files.append(f)
         except BaseException:
             self.close()
             raise
