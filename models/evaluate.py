@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,16 +29,26 @@ MIN_PAIRS = 30
 
 @dataclass(frozen=True)
 class ModelScore:
-    """One learner's scores: blocked CV (all training days) and the temporal hold-out."""
+    """One learner's scores: blocked CV (all training days) and the temporal hold-out at coarse
+    scale, and (given a truth) its downscaled maps of the hold-out days against the 1 km truth."""
 
     model: str
     cv: PairStats
     holdout: PairStats
     fit_seconds: float
+    truth_1km: PairStats | None = None
+    """Against the 1 km truth, on the pixels bilinear interpolation of the retrieval covers too."""
+    truth_filled: PairStats | None = None
+    """Against the 1 km truth, on the gap-filled pixels (no retrieval that day)."""
 
     def row(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model": self.model, "fit_s": round(self.fit_seconds, 2)}
-        for tag, s in (("cv", self.cv), ("holdout", self.holdout)):
+        scored = [("cv", self.cv), ("holdout", self.holdout)]
+        if self.truth_1km is not None:
+            scored.append(("truth_1km", self.truth_1km))
+        if self.truth_filled is not None:
+            scored.append(("truth_filled", self.truth_filled))
+        for tag, s in scored:
             out.update(
                 {
                     f"{tag}_n": s.n,
@@ -106,8 +116,10 @@ def compare(
     holdout_fraction: float,
     seed: int,
     n_jobs: int,
+    on_fit: Callable[[str, Any], None] | None = None,
 ) -> list[ModelScore]:
-    """Score each learner: blocked CV on the training days, then fit there and score the hold-out."""
+    """Score each learner: blocked CV on the training days, then fit there and score the hold-out;
+    ``on_fit(name, model)`` receives each model fitted on the training days."""
     unknown = [m for m in models if m not in MODEL_NAMES]
     if unknown:
         raise ValueError(f"unknown models {unknown}; allowed: {', '.join(MODEL_NAMES)}")
@@ -121,6 +133,8 @@ def compare(
         cv = pair_stats(oof, train.y, min_n=MIN_PAIRS)
         model = make_model(name, params.get(name), seed=seed, n_jobs=n_jobs)
         model.fit(train.X, train.y)
+        if on_fit is not None:
+            on_fit(name, model)
         hold_stats = (
             pair_stats(model.predict(hold.X), hold.y, min_n=MIN_PAIRS)
             if len(hold)

@@ -26,11 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from affine import Affine
 
 from etl.errors import SmapdsError
 from etl.grid import block_expand, block_mean, get_domain
-from etl.regrid import RasterSource, regrid
 from etl.sources.local import LocalDirectorySource
 from etl.stack import ArchivedFile, DailyStack, InputNames, StalenessLimits, build_stack
 from etl.static import SOIL_PROPERTIES, static_layers
@@ -38,6 +36,7 @@ from models.downscale import downscale
 from models.learners import MODEL_NAMES, make_model
 from models.metrics import pair_stats
 from models.samples import coarse_samples, concat
+from models.truth_skill import bilinear_map, learner_predictor
 from service.sources import SYNTHETIC_DEFAULTS
 
 
@@ -115,16 +114,7 @@ def main() -> None:
     for name in args.models.split(","):
         model = make_model(name, None, seed=0, n_jobs=2)
         model.fit(samples.X, samples.y)
-        trees = getattr(model, "estimators_", None)
-
-        def predict(x: np.ndarray, model=model, trees=trees) -> tuple[np.ndarray, np.ndarray]:
-            if trees is not None:
-                from models.forest import PackedForest
-
-                return PackedForest.from_sklearn(model).predict(x, with_std=True)
-            m = np.asarray(model.predict(x), np.float32)
-            return m, np.zeros_like(m)
-
+        predict = learner_predictor(model)
         results[name] = []
         for d in test_days:
             out = downscale(stacks[d], predict, bounds=(0.02, 0.5), interpolate_residuals=True)
@@ -179,10 +169,7 @@ def main() -> None:
             c["soil_moisture"].values if c is not None else np.full(domain.shape(36), np.nan)
         ).astype(np.float32)
         baselines["coarse, flat"].append(block_expand(sm36, 36).astype(np.float32))
-        t36 = domain.transform(36)
-        baselines["coarse, bilinear"].append(
-            regrid(RasterSource(sm36, Affine(*t36[:6]), "EPSG:6933"), domain, method="bilinear")
-        )
+        baselines["coarse, bilinear"].append(bilinear_map(stacks[d]))
     print(
         f"\nheld-out days {test_days[0]}..{test_days[-1]} ({len(test_days)}), against the "
         "1 km truth, pixels where every method has a value:"

@@ -3,6 +3,7 @@ COG + STAC + quicklook + row; a second run gives the same file and row; failures
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import shutil
@@ -20,10 +21,10 @@ from etl.archive import Archive
 from service.db import Database
 from service.fetch import fetch_day
 from service.product import produce_day
-from service.settings import Settings
+from service.settings import Settings, SourceConfig
 from service.sources import build_sources
 from service.stacks import StackFactory, stack_factory
-from service.train import active_model, train
+from service.train import active_model, train, world_truth
 
 DAYS = [date(2024, 4, 1) + timedelta(days=i) for i in range(8)]
 
@@ -230,6 +231,49 @@ def test_training_again_reuses_the_frozen_artifact(
             seed=3,
             n_jobs=2,
         )
+
+
+def test_training_on_the_synthetic_world_scores_each_model_against_the_1km_truth(
+    setup: tuple[Settings, StackFactory], writer: Engine
+) -> None:
+    settings, factory = setup
+    truth = world_truth(settings, factory.domain)
+    assert truth is not None and truth.covers(DAYS[-1])
+    report = train(
+        writer,
+        factory,
+        data_dir=settings.data_dir,
+        start=DAYS[0],
+        end=DAYS[-1],
+        models=["rf", "hgb"],
+        params={"rf": {"n_estimators": 30, "max_depth": 10}, "hgb": {"max_iter": 50}},
+        freeze=None,
+        activate=False,
+        seed=3,
+        n_jobs=2,
+        truth=truth,
+    )
+    assert report.truth is not None  # the hold-out: the last 20 % of the days with samples
+    assert report.truth.days == max(1, round(0.2 * report.days_used))
+    baseline = report.truth.bilinear
+    print(f"bilinear {baseline}")
+    for s in report.scores:
+        print(f"{s.model}: {s.truth_1km}\n  filled {s.truth_filled}")
+        assert s.truth_1km is not None and s.truth_filled is not None
+        assert s.truth_1km.n == baseline.n > 100_000  # the same pixels as the baseline
+        assert s.truth_filled.n > 10_000 and s.truth_1km.status == s.truth_filled.status == "OK"
+        assert s.truth_1km.r > 0.5 and s.truth_1km.rmse < 0.08
+    rf = next(s for s in report.scores if s.model == "rf")
+    assert rf.truth_1km is not None
+    rows = list(csv.DictReader(report.table_csv.open()))
+    assert [r["model"] for r in rows] == ["rf", "hgb", "bilinear"]
+    assert float(rows[0]["truth_1km_rmse"]) == pytest.approx(rf.truth_1km.rmse)
+    assert float(rows[2]["truth_1km_r"]) == pytest.approx(baseline.r) and rows[2]["cv_r"] == ""
+    # real inputs have no truth: a source that is not the synthetic world's turns it off
+    real = settings.model_copy(
+        update={"sources": {"SPL3SMP": SourceConfig(transport="cmr", product="SPL3SMP")}}
+    )
+    assert world_truth(real, factory.domain) is None
 
 
 @pytest.fixture(scope="module")
