@@ -548,10 +548,17 @@ def _models_section(page: _Page, data_dir: Path, domain: str) -> None:
     with open(table, newline="") as fh:
         rows = list(csv.reader(fh))
     head, body = (rows[0], rows[1:]) if rows else ([], [])
+    truth = (
+        " On the synthetic world, each model's 1 km maps of the hold-out days against the truth: "
+        "truth_1km_* on the pixels bilinear interpolation of the retrieval covers too (the "
+        "bilinear row, the baseline), truth_filled_* on the gap-filled pixels."
+        if "truth_1km_r" in head
+        else ""
+    )
     page.add(
         f"<p>From {_e(table.name)} (the newest of {len(found)}): scores at 36 km against the "
         "retrieval, spatially blocked cross-validation (cv_*) and temporal hold-out "
-        "(holdout_*).</p>",
+        f"(holdout_*).{truth}</p>",
         _table(
             head, [("", [_td(_csv_cell(v), text=k == 0) for k, v in enumerate(r)]) for r in body]
         ),
@@ -563,7 +570,8 @@ def _models_section(page: _Page, data_dir: Path, domain: str) -> None:
         page.add(
             '<figure><img src="model_comparison.png" alt="model comparison">'
             f"<figcaption>{_e(png.name)}: R and RMSE of each model, blocked CV and "
-            "hold-out.</figcaption></figure>"
+            "hold-out (and RMSE at 1 km against the truth, on the synthetic world)."
+            "</figcaption></figure>"
         )
     page.add("</section>")
 
