@@ -1,5 +1,5 @@
 # The two commands of the README. Each installs what is missing first (deploy/bootstrap.sh).
-.PHONY: demo test lint install bench-model bench-ingest bench-validate bench-product osse soak
+.PHONY: demo test lint install bench-model bench-ingest bench-validate bench-product bench-assemble osse soak
 
 VENV := .venv/bin
 
@@ -47,6 +47,9 @@ bench-ingest: install
 
 bench-product: install
 	$(VENV)/python scripts/bench_product.py
+
+bench-assemble: install
+	$(VENV)/python scripts/bench_assemble.py
 
 bench-validate: install
 	$(VENV)/python scripts/bench_validate.py --years 10 --stations 2000
