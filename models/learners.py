@@ -2,7 +2,8 @@
 
 As in Ma et al. 2026 (Sensors 26(4):1383): random forest, XGBoost and a back-propagation network
 (scikit-learn's MLP: precipitation features log1p-transformed, as precipitation is heavy-tailed,
-then standardised; tanh units; early stopping with a patience of 50 epochs); the fourth learner is scikit-learn's histogram
+inputs clipped to the range seen in training, then standardised; tanh units; early stopping with a
+patience of 50 epochs); the fourth learner is scikit-learn's histogram
 gradient boosting. Chosen over support vector regression because SVR's kernel fit grows with the
 square of the sample count (two years of China at 36 km is ~10^6 rows, so SVR would need heavy
 subsampling), while histogram boosting trains in seconds on all rows, handles missing values
@@ -55,6 +56,7 @@ DEFAULT_PARAMS: Final[Mapping[str, Mapping[str, Any]]] = MappingProxyType(
                 "early_stopping": True,
                 "n_iter_no_change": 50,
                 "log_precipitation": True,
+                "clip_to_training_range": True,
             }
         ),
         "hgb": MappingProxyType(
@@ -88,10 +90,15 @@ def make_model(
     if name == "mlp":
         from sklearn.neural_network import MLPRegressor
         from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
+        from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
         hidden = tuple(p.pop("hidden_layer_sizes"))
         steps: list[Any] = [_log_precipitation()] if p.pop("log_precipitation", False) else []
+        if p.pop("clip_to_training_range", False):
+            # beyond the training range (later days of year, a wetter week) a network extrapolates
+            # its curve where trees stay flat: on 20 demo days after 100 training days, hold-out
+            # R 0.68 -> 0.71, 1 km RMSE against the truth 0.050 -> 0.048 m3/m3
+            steps.append(MinMaxScaler(clip=True))
         steps += [StandardScaler(), MLPRegressor(hidden_layer_sizes=hidden, random_state=seed, **p)]
         return make_pipeline(*steps)  # type: ignore[no-any-return]
     from sklearn.ensemble import HistGradientBoostingRegressor

@@ -231,6 +231,26 @@ def test_the_network_sees_precipitation_through_log1p_and_the_rest_unchanged() -
     others = [k for k in range(len(FEATURE_NAMES)) if k not in precip]
     np.testing.assert_array_equal(out[:, others], x[:, others])
     np.testing.assert_allclose(out[:, precip], np.log1p(x[:, precip]), rtol=1e-6)
-    assert make_model("mlp", {"log_precipitation": False}, seed=0, n_jobs=1).steps[0][0] == (  # type: ignore[attr-defined]
-        "standardscaler"
+    plain = {"log_precipitation": False, "clip_to_training_range": False}
+    assert make_model("mlp", plain, seed=0, n_jobs=1).steps[0][0] == "standardscaler"  # type: ignore[attr-defined]
+
+
+def test_the_network_sees_inputs_beyond_the_training_range_as_its_edge() -> None:
+    """Past the training days (day of year) or beyond the wettest day seen, the network would
+    extrapolate its fitted curve; clipped, it answers as at the edge of what it learned."""
+    from etl.stack import FEATURE_NAMES
+    from models.learners import make_model
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (400, len(FEATURE_NAMES))).astype(np.float32)
+    y = (0.1 + 0.3 * x[:, 0] + 0.05 * x[:, 1]).astype(np.float32)
+    model = make_model("mlp", {"max_iter": 200}, seed=0, n_jobs=1)
+    model.fit(x, y)
+    edge, beyond = x[:5].copy(), x[:5].copy()
+    edge[:, 0], beyond[:, 0] = x[:, 0].max(), 5.0
+    np.testing.assert_array_equal(model.predict(beyond), model.predict(edge))
+    unclipped = make_model(
+        "mlp", {"max_iter": 200, "clip_to_training_range": False}, seed=0, n_jobs=1
     )
+    unclipped.fit(x, y)
+    assert not np.allclose(unclipped.predict(beyond), unclipped.predict(edge), atol=1e-3)
