@@ -1124,11 +1124,15 @@ class IngestPlan:
 
 
 def plan_drop_folder(folder: Path) -> IngestPlan:
-    """Pair ``NAME_stations.csv`` with ``NAME_observations.csv``; ISMN files are found by the
-    loader itself (``*.stm``, ``*_static_variables.csv``, zips; other files are ignored)."""
+    """Pair ``NAME_stations.csv`` with ``NAME_observations.csv`` (a symbolic link is refused with a
+    warning); ISMN files are found by the loader itself (``*.stm``, ``*_static_variables.csv``,
+    zips; other files are ignored)."""
     pairs: dict[Path, list[Path | None]] = {}
     for path in sorted(folder.rglob("*.csv")):
-        if path.is_symlink() or not path.is_file():
+        if path.is_symlink():  # as the ISMN loader does: a link could point anywhere
+            log.warning("symbolic link in the drop folder refused", extra={"path": str(path)})
+            continue
+        if not path.is_file():
             continue
         for suffix, slot in ((_STATIONS, 0), (_OBSERVATIONS, 1)):
             if path.name.endswith(suffix):

@@ -287,3 +287,24 @@ def test_the_ingest_job_loads_the_drop_folder_once(
     assert first.status in ("OK", "DEGRADED") and first.rows_loaded > 0
     assert again.rows_loaded == 0 and set(again.files) == {"SKIPPED"}
     assert _stages(writer, today)["ingest"][2] == 2  # two runs, one ledger row
+
+
+def test_the_drop_folder_pairs_csv_tables_and_refuses_links_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    outside = tmp_path / "outside_observations.csv"
+    outside.write_text("network,station\n")
+    drop = tmp_path / "drop"
+    (drop / "net").mkdir(parents=True)
+    (drop / "net" / "a_stations.csv").write_text("x\n")
+    (drop / "net" / "a_observations.csv").write_text("x\n")
+    (drop / "b_stations.csv").write_text("x\n")
+    (drop / "b_observations.csv").symlink_to(outside)
+    plan = pipeline.plan_drop_folder(drop)
+    assert plan.csv_pairs == (
+        (drop / "b_stations.csv", None),
+        (drop / "net" / "a_stations.csv", drop / "net" / "a_observations.csv"),
+    )
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.msg == "symbolic link in the drop folder refused"
+    assert warning.path == str(drop / "b_observations.csv")  # type: ignore[attr-defined]
