@@ -56,7 +56,11 @@ class Truth:
 
     def __init__(self, path: Path, *, domain: Domain) -> None:
         self.path = path
-        with xr.open_dataset(path) as ds:
+        try:
+            ds = xr.open_dataset(path)
+        except (OSError, ValueError) as err:  # truncated, not NetCDF, unreadable
+            raise InputError(f"{path}: cannot be read as the truth: {err}") from err
+        with ds:
             if "soil_moisture" not in ds or ds["soil_moisture"].shape[1:] != domain.shape(1):
                 raise InputError(
                     f"{path}: no soil_moisture on the 1 km grid of domain {domain.name} "

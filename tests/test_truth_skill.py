@@ -44,3 +44,14 @@ def test_the_truth_is_read_as_the_file_holds_it_with_water_as_nan(demo_world: Pa
     assert truth.covers(first) and not truth.covers(date(1999, 1, 1))
     with pytest.raises(InputError, match="1 km grid of domain"):
         Truth(truth.path, domain=get_domain("china"))
+
+
+def test_a_truncated_truth_file_is_refused_naming_it(demo_world: Path, tmp_path: Path) -> None:
+    domain = get_domain("demo")
+    truth = Truth.of_world(demo_world, domain=domain)
+    assert truth is not None
+    cut = tmp_path / "truth" / truth.path.name
+    cut.parent.mkdir()
+    cut.write_bytes(truth.path.read_bytes()[:4096])
+    with pytest.raises(InputError, match=f"{cut}: cannot be read as the truth"):
+        Truth.of_world(tmp_path, domain=domain)
